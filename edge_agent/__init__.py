@@ -1,0 +1,3 @@
+"""Edge Agent: real-time hazard detection for edge boxes."""
+
+__version__ = "0.1.0"
