@@ -1,0 +1,304 @@
+"""Configuration: one TOML file modelled with pydantic, plus environment overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Section):
+    host: str = Field("0.0.0.0", description="Address the HTTP/WebSocket server listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the HTTP/WebSocket server (0 = any free).")
+    token: str | None = Field(
+        None, description="Bearer token required by WS, SSE and /v1/detect when set (None = open LAN access)."
+    )
+    health_requires_token: bool = Field(
+        False, description="Also require the token for /livez, /readyz, /healthz and /metrics."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser Origins allowed to open WS/SSE; empty = any origin.",
+    )
+    shutdown_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds to drain sessions and in-flight inference on SIGTERM."
+    )
+
+
+class ModelConfig(_Section):
+    path: str = Field(
+        "default",
+        description="OpenVINO IR (.xml), ONNX or TF model; 'default' is the built-in YOLOv3-tiny COCO IR.",
+    )
+    family: Literal["auto", "darknet", "ultralytics", "ssd"] = Field(
+        "auto", description="Output decoder; 'auto' reads the model's metadata and output shapes."
+    )
+    labels: list[str] | None = Field(None, description="Class labels overriding those found with the model.")
+    name: str | None = Field(None, description="Display name; defaults to the model file's stem.")
+
+
+class EngineConfig(_Section):
+    device: str = Field(
+        "auto",
+        description="'auto' (Intel GPU, then NPU, else CPU) or an OpenVINO device string (CPU, GPU.1, AUTO:GPU,CPU).",
+    )
+    performance_hint: Literal["auto", "LATENCY", "THROUGHPUT"] = Field(
+        "auto", description="OpenVINO performance hint; 'auto' picks THROUGHPUT on multi-core CPUs."
+    )
+    async_inference: bool = Field(True, description="Use several infer requests in flight (False = exactly one).")
+    num_requests: int = Field(
+        0, ge=0, le=64, description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS."
+    )
+    cpu_threads: int = Field(0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default.")
+    cpu_pinning: bool | None = Field(None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default.")
+    cache_enabled: bool = Field(True, description="Cache compiled models in cache_dir so warm starts are fast.")
+    cache_dir: str = Field("/var/cache/edge-agent", description="OpenVINO model cache directory (CACHE_DIR).")
+    compile_timeout: float = Field(
+        300.0, gt=0, description="Seconds a candidate device may take to compile and warm up before it is skipped."
+    )
+    max_frame_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted JPEG frame in bytes.")
+    max_frame_pixels: int = Field(
+        4096 * 4096, ge=64 * 64, description="Largest accepted frame area (width x height) from the JPEG header."
+    )
+
+
+class DetectionConfig(_Section):
+    confidence: float = Field(0.35, ge=0.0, le=1.0, description="Default minimum confidence of a detection.")
+    iou: float = Field(0.45, ge=0.0, le=1.0, description="Default IoU threshold of class-aware NMS.")
+    max_detections: int = Field(100, ge=1, le=1000, description="Most detections returned per frame.")
+
+
+class StreamingConfig(_Section):
+    max_fps: float = Field(30.0, gt=0, le=240, description="Highest per-session frame rate.")
+    default_fps: float = Field(15.0, gt=0, le=240, description="Frame rate a new session starts with.")
+    min_fps: float = Field(5.0, gt=0, le=240, description="Lowest frame rate adaptive control will go to.")
+    queue_size: int = Field(1, ge=1, le=8, description="Frames a session may have waiting; newer frames replace older.")
+    session_timeout: float = Field(60.0, gt=0, description="Seconds without a message before a session is closed.")
+    max_sessions: int = Field(16, ge=1, le=1024, description="Most concurrent WebSocket sessions.")
+    target_latency_ms: float = Field(100.0, gt=0, description="Processing latency adaptive FPS steers towards.")
+    max_text_bytes: int = Field(
+        2 << 20, ge=1024, description="Largest text message (base64 frames are ~4/3 of the JPEG size)."
+    )
+    event_buffer: int = Field(256, ge=1, le=100000, description="SSE events kept per client for Last-Event-ID resume.")
+    subscriber_queue: int = Field(64, ge=1, le=10000, description="SSE events queued per slow subscriber before dropping.")
+    keepalive_interval: float = Field(15.0, gt=0, description="Seconds between SSE keep-alive comments.")
+
+    @model_validator(mode="after")
+    def _fps_order(self) -> "StreamingConfig":
+        if not self.min_fps <= self.default_fps <= self.max_fps:
+            raise ValueError("need min_fps <= default_fps <= max_fps")
+        return self
+
+
+class HazardRule(_Section):
+    name: str = Field(..., min_length=1, description="Rule name reported in replies and events.")
+    classes: list[str] = Field(..., min_length=1, description="Labels that trigger the rule.")
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    zone: list[tuple[float, float]] | None = Field(
+        None, description="Optional polygon of normalised (x, y) points; the box's bottom centre must be inside."
+    )
+    min_frames: int = Field(2, ge=1, description="Consecutive triggering frames before the hazard starts.")
+    clear_frames: int = Field(5, ge=1, description="Consecutive clear frames before the hazard ends.")
+
+    @model_validator(mode="after")
+    def _zone_points(self) -> "HazardRule":
+        if self.zone is not None:
+            if len(self.zone) < 3:
+                raise ValueError("zone needs at least 3 points")
+            if any(not (0.0 <= c <= 1.0) for p in self.zone for c in p):
+                raise ValueError("zone points are normalised: each coordinate in [0, 1]")
+        return self
+
+
+class MdnsConfig(_Section):
+    enabled: bool = Field(True, description="Advertise the service over mDNS (zeroconf).")
+    instance_name: str | None = Field(None, description="Service instance name; default: the host name.")
+    interfaces: list[str] = Field(
+        default_factory=list,
+        description="IPv4 addresses or interface names to advertise on; empty = all non-loopback, non-virtual.",
+    )
+
+
+class SystemdConfig(_Section):
+    watchdog_probe_interval: float = Field(
+        5.0, gt=0, description="Seconds of idleness after which the watchdog runs a small probe inference."
+    )
+    max_inference_age: float = Field(
+        30.0, gt=0, description="Seconds since the last successful inference after which the watchdog stops pinging."
+    )
+
+
+class DebugConfig(_Section):
+    fault_injection: bool = Field(
+        False, description="TESTS ONLY: enable POST /debug/fault/stall, which hangs every inference."
+    )
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="OpenVINO engine.")
+    detection: DetectionConfig = Field(default_factory=DetectionConfig, description="Detection defaults.")
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig, description="Streaming sessions.")
+    hazards: list[HazardRule] = Field(
+        default_factory=lambda: [HazardRule(name="person", classes=["person"], min_confidence=0.5)],
+        description="Hazard rules evaluated on every frame.",
+    )
+    mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
+    systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
+    debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+# The seed guide's variables keep their meaning; everything else is EDGE_AGENT_SECTION__KEY.
+LEGACY_ENV: dict[str, tuple[str, ...]] = {
+    "OPENVINO_DEVICE": ("engine", "device"),
+    "OPENVINO_PERFORMANCE_MODE": ("engine", "performance_hint"),
+    "OPENVINO_ASYNC_INFERENCE": ("engine", "async_inference"),
+    "OPENVINO_CACHE_ENABLED": ("engine", "cache_enabled"),
+    "MODEL_PATH": ("model", "path"),
+    "CPU_THREADS_NUM": ("engine", "cpu_threads"),
+    "CPU_BIND_THREAD": ("engine", "cpu_pinning"),
+    "STREAMING_MAX_FPS": ("streaming", "max_fps"),
+    "STREAMING_DEFAULT_FPS": ("streaming", "default_fps"),
+    "STREAMING_QUEUE_SIZE": ("streaming", "queue_size"),
+    "STREAMING_SESSION_TIMEOUT": ("streaming", "session_timeout"),
+    "CONFIDENCE_THRESHOLD": ("detection", "confidence"),
+    "IOU_THRESHOLD": ("detection", "iou"),
+}
+ENV_PREFIX = "EDGE_AGENT_"
+_NOT_CONFIG_ENV = {"EDGE_AGENT_CONFIG"}
+
+
+def _env_value(raw: str) -> Any:
+    """Environment strings: JSON-ish lists/bools/numbers are parsed by pydantic; lists need TOML syntax."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return raw
+    if text.upper() in {"AUTO", "LATENCY", "THROUGHPUT", "CPU", "GPU", "NPU"}:
+        return text.upper() if text.upper() != "AUTO" else "auto"
+    return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+    """Map environment variables to config key paths."""
+    found: dict[tuple[str, ...], Any] = {}
+    for name, path in LEGACY_ENV.items():
+        if name in environ:
+            found[path] = _env_value(environ[name])
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and name not in _NOT_CONFIG_ENV:
+            parts = tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__") if p)
+            if parts:
+                found[parts] = _env_value(raw)
+    return found
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError([(".".join(path), f"'{key}' is not a table")])
+        node = child
+    node[path[-1]] = value
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            paths.extend(_leaf_paths(value, prefix + (key,)))
+        else:
+            paths.append(prefix + (key,))
+    return paths
+
+
+def _format_errors(exc: ValidationError, origin: dict[str, str]) -> list[tuple[str, str]]:
+    errors = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        src = origin.get(key)
+        errors.append((key, f"{msg}" + (f" (from {src})" if src else "")))
+    return errors
+
+
+class LoadedConfig(BaseModel):
+    """A validated config plus where each explicitly set value came from."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    config: Config
+    sources: dict[str, str]
+    path: Path | None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning I/O and syntax problems into ConfigError."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([("--config", f"file not found: {path}")]) from None
+    except PermissionError:
+        raise ConfigError([("--config", f"permission denied: {path}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"invalid TOML: {exc}")]) from None
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+) -> LoadedConfig:
+    """Load file (if any), then environment, then explicit overrides (e.g. CLI flags); validate once."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    origin = {".".join(p): f"file {path}" for p in _leaf_paths(data)}
+    for key_path, value in env_overrides(environ).items():
+        _set_path(data, key_path, value)
+        env_name = next((n for n, p in LEGACY_ENV.items() if p == key_path and n in environ), None)
+        origin[".".join(key_path)] = f"env {env_name or ENV_PREFIX + '__'.join(key_path).upper()}"
+    for key_path, value in (overrides or {}).items():
+        _set_path(data, key_path, value)
+        origin[".".join(key_path)] = "command line"
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+    return LoadedConfig(config=config, sources=origin, path=path)
+
+
+def effective_values(loaded: LoadedConfig) -> list[tuple[str, Any, str]]:
+    """Every leaf value with its source ('default', 'file …', 'env …', 'command line')."""
+    dumped = loaded.config.model_dump(mode="json")
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else k)
+            return
+        source = loaded.sources.get(prefix)
+        if source is None:
+            source = next((s for k, s in loaded.sources.items() if prefix.startswith(k + ".")), "default")
+        rows.append((prefix, node, source))
+
+    walk(dumped, "")
+    return rows
