@@ -6,24 +6,28 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ..appliance import setup_appliance
 from ..config import LoadedConfig
 from ..engine import Engine
-from .keys import CONFIG_KEY, ENGINE_KEY
+from ..web import setup_viewer
+from .keys import CONFIG_KEY, ENGINE_KEY, Ref
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Compile and warm up the engine before serving; drain and stop it on shutdown."""
-    engine = Engine(app[CONFIG_KEY].config)
+    engine = Engine(app[CONFIG_KEY].value.config)
     await engine.async_start()
-    app[ENGINE_KEY] = engine
+    app[ENGINE_KEY] = Ref(engine)
     yield
-    await engine.async_stop()
+    await app[ENGINE_KEY].value.async_stop()
 
 
-def create_app(loaded: LoadedConfig, engine_ctx_override: object | None = None) -> web.Application:
+def create_app(loaded: LoadedConfig) -> web.Application:
     """Build the application for one config."""
     cfg = loaded.config
     app = web.Application(client_max_size=cfg.engine.max_frame_bytes + 4096)
-    app[CONFIG_KEY] = loaded
-    app.cleanup_ctx.append(engine_ctx)  # type: ignore[arg-type]
+    app[CONFIG_KEY] = Ref(loaded)
+    app.cleanup_ctx.append(engine_ctx)
+    setup_appliance(app)
+    setup_viewer(app)
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from aiohttp import web
 
@@ -11,5 +12,15 @@ from ..config import LoadedConfig
 if TYPE_CHECKING:
     from ..engine import Engine
 
-CONFIG_KEY = web.AppKey("config", LoadedConfig)
-ENGINE_KEY: web.AppKey["Engine"] = web.AppKey("engine")
+T = TypeVar("T")
+
+
+@dataclass
+class Ref(Generic[T]):
+    """A mutable holder, so a reload can swap the engine or config of a running (frozen) app."""
+
+    value: T
+
+
+CONFIG_KEY: web.AppKey[Ref[LoadedConfig]] = web.AppKey("config")
+ENGINE_KEY: web.AppKey[Ref["Engine"]] = web.AppKey("engine")
