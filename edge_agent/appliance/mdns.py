@@ -1,0 +1,169 @@
+"""mDNS advertisement (zeroconf asyncio API): register, re-announce on address change, goodbye on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+from .. import __version__
+from ..server.keys import CONFIG_KEY, ENGINE_KEY
+from .keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY
+from .netifs import select_addresses
+
+log = logging.getLogger(__name__)
+
+AGENT_TYPE = "_edge-agent._tcp.local."
+HTTP_TYPE = "_http._tcp.local."
+WS_PATH = "/stream/detection"
+SSE_PATH = "/stream/events"
+HEALTH_PATH = "/healthz"
+ADDRESS_POLL_SECONDS = 5.0
+
+
+def txt_record(app: web.Application) -> dict[str, str]:
+    """TXT properties describing this agent to browsers and fleet tooling."""
+    cfg = app[CONFIG_KEY].value.config
+    engine = app[ENGINE_KEY].value
+    return {
+        "version": __version__,
+        "model": engine.model.name,
+        "device": ",".join(engine.device.executing) or engine.device.selected,
+        "ws": WS_PATH,
+        "sse": SSE_PATH,
+        "health": HEALTH_PATH,
+        "path": "/",
+        "auth": "token" if cfg.server.token else "none",
+        "id": app[IDENTITY_KEY].device_id,
+    }
+
+
+def _dns_label(text: str) -> str:
+    """A host label zeroconf accepts: letters, digits and hyphens."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in text.strip()).strip("-")
+    return cleaned[:63] or "edge-agent"
+
+
+class Advertiser:
+    """Keeps the two service registrations matching the current addresses, port and TXT."""
+
+    def __init__(self, app: web.Application, poll_interval: float = ADDRESS_POLL_SECONDS) -> None:
+        self._app = app
+        self._poll = poll_interval
+        self._zc: AsyncZeroconf | None = None
+        self._infos: list[AsyncServiceInfo] = []
+        self._requested = ""
+        self.addresses: list[str] = []
+
+    @property
+    def names(self) -> list[str]:
+        """Fully qualified names currently registered (after any conflict renaming)."""
+        return [info.name for info in self._infos]
+
+    def _instance(self) -> str:
+        cfg = self._app[CONFIG_KEY].value.config.mdns
+        return (cfg.instance_name or self._app[IDENTITY_KEY].hostname).replace(".", "-")[:63]
+
+    def _port(self) -> int:
+        ports = self._app[LIFECYCLE_KEY].ports
+        return ports[0] if ports else self._app[CONFIG_KEY].value.config.server.port
+
+    def _info(self, type_: str, instance: str, addresses: list[str]) -> AsyncServiceInfo:
+        return AsyncServiceInfo(
+            type_,
+            f"{instance}.{type_}",
+            port=self._port(),
+            properties=txt_record(self._app),
+            server=f"{_dns_label(self._app[IDENTITY_KEY].hostname)}.local.",
+            parsed_addresses=addresses,
+        )
+
+    async def _register(self, instance: str, addresses: list[str]) -> None:
+        self._requested = instance
+        self._zc = AsyncZeroconf(interfaces=addresses, ip_version=IPVersion.V4Only)
+        agent = self._info(AGENT_TYPE, instance, addresses)
+        await self._zc.async_register_service(agent, allow_name_change=True)
+        # The viewer entry takes the instance name the agent entry won, so both read the same.
+        won = agent.name[: -len(AGENT_TYPE) - 1]
+        http = self._info(HTTP_TYPE, won, addresses)
+        await self._zc.async_register_service(http, allow_name_change=True)
+        self._infos = [agent, http]
+        self.addresses = addresses
+        log.info("mDNS: advertising %s on %s port %d", won, ", ".join(addresses), self._port())
+
+    async def _goodbye(self) -> None:
+        if self._zc is None:
+            return
+        zc, self._zc, self._infos, self.addresses = self._zc, None, [], []
+        await zc.async_unregister_all_services()
+        await zc.async_close()
+        log.info("mDNS: sent goodbye")
+
+    def _wanted(self) -> tuple[bool, str, list[str]]:
+        cfg = self._app[CONFIG_KEY].value.config.mdns
+        return cfg.enabled, self._instance(), select_addresses(cfg.interfaces)
+
+    async def _refresh(self) -> None:
+        """Register, re-announce or withdraw so the advertisement matches config, addresses, port and TXT."""
+        enabled, instance, addresses = self._wanted()
+        if self._zc is not None and (not enabled or not addresses or instance != self._requested):
+            if enabled and not addresses:
+                log.warning("mDNS: no usable IPv4 address left; withdrawing the advertisement")
+            await self._goodbye()
+        if not enabled or not addresses:
+            return
+        if self._zc is None:
+            await self._register(instance, addresses)
+            return
+        fresh = [self._info(i.type, i.name[: -len(i.type) - 1], addresses) for i in self._infos]
+        if addresses == self.addresses and all(
+            new.decoded_properties == old.decoded_properties and new.port == old.port
+            for new, old in zip(fresh, self._infos)
+        ):
+            return
+        if addresses != self.addresses:
+            log.info("mDNS: addresses changed to %s; re-announcing", ", ".join(addresses))
+            await self._zc.async_update_interfaces(addresses)
+        for info in fresh:
+            await self._zc.async_update_service(info)
+        self._infos, self.addresses = fresh, addresses
+
+    async def run(self) -> None:
+        """Advertise once the port listens; follow changes until stopping, then say goodbye."""
+        life = self._app[LIFECYCLE_KEY]
+        await _first(life.listening, life.stopping)
+        try:
+            while not life.stopping.is_set():
+                life.changed.clear()
+                try:
+                    await self._refresh()
+                except OSError as exc:
+                    log.warning("mDNS: advertisement failed (%s); retrying in %.0fs", exc, self._poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(life.stopping, life.changed), self._poll)
+        finally:
+            await asyncio.shield(self._goodbye())
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of the events is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def mdns_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the advertiser for the app's lifetime; it follows mdns.enabled across reloads."""
+    task = asyncio.create_task(app[ADVERTISER_KEY].run(), name="mdns-advertiser")
+    yield
+    app[LIFECYCLE_KEY].stopping.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5.0)

@@ -1,0 +1,89 @@
+"""JPEG checks and decoding into pooled buffers, and letterboxing into a preallocated input tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import simplejpeg
+
+from .errors import DimensionsTooLarge, EmptyFrame, FrameTooLarge, NotJpeg, TruncatedJpeg
+
+PAD_VALUE = 114  # neutral grey for letterbox bars, as YOLO training used
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How a frame maps into the model input: scale and offsets, to map boxes back."""
+
+    scale: float
+    dx: int
+    dy: int
+    frame_w: int
+    frame_h: int
+
+
+def check_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> tuple[int, int]:
+    """Validate size and header without decoding; return (width, height) or raise a FrameError."""
+    if not data:
+        raise EmptyFrame("frame is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise FrameTooLarge(f"frame is {len(data)} bytes, the limit is {max_bytes}")
+    if data[:2] != b"\xff\xd8":
+        raise NotJpeg("frame is not a JPEG (no SOI marker 0xFFD8 at the start)")
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise TruncatedJpeg(f"JPEG header is unreadable: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise TruncatedJpeg(f"JPEG header declares {width}x{height}")
+    if width * height > max_pixels:
+        raise DimensionsTooLarge(f"JPEG declares {width}x{height}, above the limit of {max_pixels} pixels")
+    return width, height
+
+
+class FrameBuffers:
+    """One infer request's decode buffer; it grows rarely (bigger frames) and is reused for every frame."""
+
+    def __init__(self, capacity_pixels: int) -> None:
+        self.decode = np.empty(capacity_pixels * 3, np.uint8)
+        self.last_box: tuple[int, int, int, int] | None = None
+
+    def decode_into(self, data: bytes, width: int, height: int, min_w: int, min_h: int) -> np.ndarray:
+        """Decode RGB with DCT scaling down towards (min_w, min_h), into the pooled buffer."""
+        if width * height * 3 > self.decode.size:
+            self.decode = np.empty(width * height * 3, np.uint8)
+        try:
+            return simplejpeg.decode_jpeg(
+                data, colorspace="RGB", min_width=min_w, min_height=min_h, buffer=self.decode,
+                fastdct=True, fastupsample=True,
+            )
+        except ValueError as exc:
+            raise TruncatedJpeg(f"JPEG data is corrupt or truncated: {exc}") from None
+
+
+@lru_cache(maxsize=32)
+def _plan(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[np.ndarray, int, int, int, int, float]:
+    scale = min(dst_w / src_w, dst_h / src_h)
+    new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+    dx, dy = (dst_w - new_w) // 2, (dst_h - new_h) // 2
+    ys = np.minimum(((np.arange(new_h) + 0.5) / scale).astype(np.int64), src_h - 1)
+    xs = np.minimum(((np.arange(new_w) + 0.5) / scale).astype(np.int64), src_w - 1)
+    index = ys[:, None] * src_w + xs[None, :]
+    index.setflags(write=False)
+    return index, new_w, new_h, dx, dy, scale
+
+
+def letterbox_into(image: np.ndarray, target: np.ndarray, buffers: FrameBuffers) -> tuple[float, int, int]:
+    """Nearest-neighbour resize keeping aspect ratio into target[0] (H, W, 3 u8); returns scale, dx, dy."""
+    src_h, src_w = image.shape[:2]
+    dst_h, dst_w = target.shape[1:3]
+    index, new_w, new_h, dx, dy, scale = _plan(src_h, src_w, dst_h, dst_w)
+    box = (dx, dy, new_w, new_h)
+    if buffers.last_box != box:  # bars only need repainting when the layout changes
+        target.fill(PAD_VALUE)
+        buffers.last_box = box
+    region = target[0, dy : dy + new_h, dx : dx + new_w]
+    np.take(image.reshape(-1, 3), index, axis=0, out=region, mode="clip")
+    return scale, dx, dy

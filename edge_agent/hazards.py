@@ -1,0 +1,117 @@
+"""Hazard rules: which detections trigger which rule, and debounced started/ended transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .config import HazardRule
+from .types import Detection
+
+Point = tuple[float, float]
+Transition = Literal["started", "ended"]
+
+
+def point_in_polygon(point: Point, polygon: Sequence[Point]) -> bool:
+    """Even-odd ray casting; points on an edge may fall either way."""
+    x, y = point
+    inside = False
+    j = len(polygon) - 1
+    for i, (xi, yi) in enumerate(polygon):
+        xj, yj = polygon[j]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def rule_matches(rule: HazardRule, det: Detection, image_size: tuple[int, int]) -> bool:
+    """True when one detection satisfies the rule's class, confidence and zone."""
+    if det.label not in rule.classes or det.confidence < rule.min_confidence:
+        return False
+    if rule.zone is None:
+        return True
+    w, h = image_size
+    x1, _, x2, y2 = det.box
+    # The bottom centre of the box is where an object stands on the ground.
+    foot = ((x1 + x2) / 2 / max(w, 1), y2 / max(h, 1))
+    return point_in_polygon(foot, rule.zone)
+
+
+@dataclass(slots=True)
+class HazardEvent:
+    """A rule's state changed for one client."""
+
+    rule: str
+    state: Transition
+    frame_id: int | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape of the SSE `hazard` event."""
+        return {"rule": self.rule, "state": self.state, "frame_id": self.frame_id, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class _RuleState:
+    hits: int = 0
+    misses: int = 0
+    active: bool = False
+
+
+class HazardTracker:
+    """Per-client debouncing: a rule starts after min_frames hits and ends after clear_frames misses."""
+
+    def __init__(self, rules: Sequence[HazardRule]) -> None:
+        self.rules = list(rules)
+        self._states = [_RuleState() for _ in self.rules]
+
+    @property
+    def active(self) -> list[str]:
+        """Names of the rules currently active."""
+        return [r.name for r, s in zip(self.rules, self._states) if s.active]
+
+    def update(
+        self, detections: Sequence[Detection], image_size: tuple[int, int], frame_id: int | None = None
+    ) -> tuple[list[dict[str, Any]], list[HazardEvent]]:
+        """Evaluate one frame: the rules it triggers (for the reply) and any transitions."""
+        triggered: list[dict[str, Any]] = []
+        events: list[HazardEvent] = []
+        for rule, state in zip(self.rules, self._states):
+            hits = [i for i, d in enumerate(detections) if rule_matches(rule, d, image_size)]
+            event = self._step(rule, state, bool(hits), frame_id)
+            if event is not None:
+                events.append(event)
+            if hits:
+                top = max(detections[i].confidence for i in hits)
+                triggered.append(
+                    {"rule": rule.name, "active": state.active, "detections": hits, "confidence": round(top, 4)}
+                )
+        return triggered, events
+
+    @staticmethod
+    def _step(rule: HazardRule, state: _RuleState, hit: bool, frame_id: int | None) -> HazardEvent | None:
+        if hit:
+            state.hits += 1
+            state.misses = 0
+            if not state.active and state.hits >= rule.min_frames:
+                state.active = True
+                return HazardEvent(rule.name, "started", frame_id, f"{state.hits} consecutive frames")
+        else:
+            state.misses += 1
+            state.hits = 0
+            if state.active and state.misses >= rule.clear_frames:
+                state.active = False
+                return HazardEvent(rule.name, "ended", frame_id, f"clear for {state.misses} frames")
+        return None
+
+    def end_all(self, reason: str) -> list[HazardEvent]:
+        """End every active hazard (e.g. the client disconnected)."""
+        events = []
+        for rule, state in zip(self.rules, self._states):
+            if state.active:
+                events.append(HazardEvent(rule.name, "ended", None, reason))
+            state.hits = state.misses = 0
+            state.active = False
+        return events

@@ -1,0 +1,29 @@
+"""From decoder candidates to Detection objects in the original frame's pixel coordinates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .models.decoders import Candidates, nms
+from .types import Detection
+
+
+def to_detections(
+    candidates: Candidates, labels: tuple[str, ...], scale: float, dx: int, dy: int, size: tuple[int, int],
+    iou: float, limit: int, classes: frozenset[int] | None,
+) -> list[Detection]:
+    """Filter by class, run class-aware NMS, undo the letterbox and clip to the frame."""
+    boxes, scores, class_ids = candidates
+    valid = (class_ids >= 0) & (class_ids < len(labels))
+    if classes is not None:
+        valid &= np.isin(class_ids, np.fromiter(classes, np.int64, len(classes)))
+    boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
+    keep = nms(boxes, scores, class_ids, iou, limit)
+    width, height = size
+    out = (boxes[keep] - np.array([dx, dy, dx, dy], np.float32)) / scale
+    out[:, 0::2] = out[:, 0::2].clip(0, width)
+    out[:, 1::2] = out[:, 1::2].clip(0, height)
+    return [
+        Detection(labels[c], int(c), float(s), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+        for b, s, c in zip(out, scores[keep], class_ids[keep])
+    ]

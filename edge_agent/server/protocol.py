@@ -1,0 +1,170 @@
+"""Protocol 1: parsing client text messages and building server replies."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import EdgeAgentError
+from ..types import Result
+
+PROTOCOL = 1
+_DATA_URL = "base64,"
+
+
+class BadMessage(EdgeAgentError):
+    """A text message that is not valid protocol 1; the connection stays open."""
+
+    code = "bad_message"
+
+
+class BadBase64(BadMessage):
+    """A frame message whose image is not valid base64."""
+
+    code = "bad_base64"
+
+
+class MessageTooLarge(BadMessage):
+    """A text message above the configured size limit."""
+
+    code = "message_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMsg:
+    """A text-form frame: base64 JPEG plus the client's frame_id and timestamp, echoed back."""
+
+    image: bytes
+    frame_id: int | None
+    timestamp: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMsg:
+    """Requested changes; None means unchanged (classes=[] or null clears the class filter)."""
+
+    fps_limit: float | None
+    confidence: float | None
+    iou: float | None
+    classes: list[str | int] | None
+    clear_classes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PingMsg:
+    """Liveness check, answered by pong (echoing `timestamp` when given)."""
+
+    timestamp: float | None
+
+
+Message = FrameMsg | ConfigMsg | PingMsg
+
+
+def _number(obj: dict[str, Any], key: str, lo: float | None = None, hi: float | None = None) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadMessage(f"'{key}' must be a number, got {type(value).__name__}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BadMessage(f"'{key}' must be in [{lo}, {hi}], got {value}")
+    return float(value)
+
+
+def _frame(obj: dict[str, Any]) -> FrameMsg:
+    frame_id = obj.get("frame_id")
+    if frame_id is not None and (isinstance(frame_id, bool) or not isinstance(frame_id, int)):
+        raise BadMessage(f"'frame_id' must be an integer, got {type(frame_id).__name__}")
+    timestamp = _number(obj, "timestamp")
+    image = obj.get("image")
+    if not isinstance(image, str):
+        raise BadMessage("'image' must be a base64 JPEG string")
+    # Browsers often send a data URL (data:image/jpeg;base64,...).
+    if image.startswith("data:"):
+        image = image[image.find(_DATA_URL) + len(_DATA_URL):] if _DATA_URL in image else ""
+    try:
+        data = base64.b64decode(image, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadBase64(f"'image' is not valid base64: {exc}") from None
+    return FrameMsg(data, frame_id, timestamp)
+
+
+def _config(obj: dict[str, Any], max_fps: float) -> ConfigMsg:
+    unknown = set(obj) - {"type", "fps_limit", "confidence", "iou", "classes"}
+    if unknown:
+        raise BadMessage(f"unknown config field(s): {', '.join(sorted(unknown))}")
+    fps = _number(obj, "fps_limit", 0.1, max_fps)
+    classes = obj.get("classes")
+    clear = "classes" in obj and not classes
+    if classes is not None and (
+        not isinstance(classes, list)
+        or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)
+    ):
+        raise BadMessage("'classes' must be a list of label names or class ids")
+    return ConfigMsg(fps, _number(obj, "confidence", 0.0, 1.0), _number(obj, "iou", 0.0, 1.0),
+                     classes or None, clear)
+
+
+def parse_text(text: str, max_fps: float) -> Message:
+    """Parse one client text message, raising BadMessage with a specific reason."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise BadMessage(f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadMessage(f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind == "frame":
+        return _frame(obj)
+    if kind == "config":
+        return _config(obj, max_fps)
+    if kind == "ping":
+        return PingMsg(_number(obj, "timestamp"))
+    if kind is None:
+        raise BadMessage("missing 'type'")
+    raise BadMessage(f"unknown message type {kind!r} (expected frame, config or ping)")
+
+
+def resolve_classes(requested: Sequence[str | int], labels: Sequence[str]) -> frozenset[int]:
+    """Map label names or ids to class ids, rejecting unknown ones."""
+    index = {name: i for i, name in enumerate(labels)}
+    ids: set[int] = set()
+    for item in requested:
+        if isinstance(item, int):
+            if not 0 <= item < len(labels):
+                raise BadMessage(f"class id {item} out of range (model has {len(labels)} classes)")
+            ids.add(item)
+        elif item in index:
+            ids.add(index[item])
+        else:
+            raise BadMessage(f"unknown class {item!r}")
+    return frozenset(ids)
+
+
+def detections_reply(
+    frame_id: int | None, timestamp: float | None, result: Result, hazards: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The `detections` reply (also the /v1/detect body and the SSE event data)."""
+    return {
+        "type": "detections",
+        "frame_id": frame_id,
+        "timestamp": timestamp,
+        "image_size": list(result.image_size),
+        "detections": [d.to_json() for d in result.detections],
+        "hazards": hazards,
+        "timing_ms": result.timings.to_json(),
+    }
+
+
+def error_reply(frame_id: int | None, exc: EdgeAgentError) -> dict[str, Any]:
+    """The `error` reply for one frame or message."""
+    return {"type": "error", "frame_id": frame_id, "code": exc.code, "message": str(exc)}
+
+
+def dropped_reply(frame_id: int | None, reason: str) -> dict[str, Any]:
+    """The `dropped` reply."""
+    return {"type": "dropped", "frame_id": frame_id, "reason": reason}
