@@ -31,9 +31,7 @@ def _read_first_line(path: Path) -> str | None:
     return line[0].strip() if line and line[0].strip() else None
 
 
-def device_id(
-    id_file: Path = DEVICE_ID_FILE, machine_id_files: tuple[Path, ...] = MACHINE_ID_FILES
-) -> str:
+def device_id(id_file: Path = DEVICE_ID_FILE, machine_id_files: tuple[Path, ...] = MACHINE_ID_FILES) -> str:
     """The provisioned id if present; else a 16-hex-digit hash of the machine id (not the raw id, which is secret-ish)."""
     provisioned = _read_first_line(id_file)
     if provisioned:

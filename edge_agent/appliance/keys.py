@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from .notify import Notifier
     from .state import Lifecycle
 
-NOTIFIER_KEY: web.AppKey["Notifier"] = web.AppKey("notifier")
-LIFECYCLE_KEY: web.AppKey["Lifecycle"] = web.AppKey("lifecycle")
-MONITOR_KEY: web.AppKey["InferenceMonitor"] = web.AppKey("inference_monitor")
-IDENTITY_KEY: web.AppKey["Identity"] = web.AppKey("identity")
-ADVERTISER_KEY: web.AppKey["Advertiser"] = web.AppKey("mdns_advertiser")
+NOTIFIER_KEY: web.AppKey[Notifier] = web.AppKey("notifier")
+LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
+MONITOR_KEY: web.AppKey[InferenceMonitor] = web.AppKey("inference_monitor")
+IDENTITY_KEY: web.AppKey[Identity] = web.AppKey("identity")
+ADVERTISER_KEY: web.AppKey[Advertiser] = web.AppKey("mdns_advertiser")

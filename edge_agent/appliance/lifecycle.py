@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..engine import Engine
 from ..server.keys import CONFIG_KEY
 from .keys import LIFECYCLE_KEY, NOTIFIER_KEY
 from .state import ports_from_banner
 from .status import status_line
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,11 @@ def txt_record(app: web.Application) -> dict[str, str]:
     """TXT properties describing this agent to browsers and fleet tooling."""
     cfg = app[CONFIG_KEY].value.config
     engine = app[ENGINE_KEY].value
+    device = ",".join(engine.device.executing) if engine.device else "none"
     return {
         "version": __version__,
         "model": engine.model.name,
-        "device": ",".join(engine.device.executing) or engine.device.selected,
+        "device": device,
         "ws": WS_PATH,
         "sse": SSE_PATH,
         "health": HEALTH_PATH,

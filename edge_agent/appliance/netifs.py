@@ -11,8 +11,22 @@ import psutil
 
 # Container/VM bridges and veth ends: advertising these makes other hosts try unreachable addresses.
 VIRTUAL_PREFIXES = (
-    "docker", "veth", "br-", "virbr", "lxcbr", "lxdbr", "cni", "flannel", "cali", "weave",
-    "vnet", "podman", "kube", "tap", "vmnet", "vboxnet", "zt",
+    "docker",
+    "veth",
+    "br-",
+    "virbr",
+    "lxcbr",
+    "lxdbr",
+    "cni",
+    "flannel",
+    "cali",
+    "weave",
+    "vnet",
+    "podman",
+    "kube",
+    "tap",
+    "vmnet",
+    "vboxnet",
 )
 
 
@@ -21,9 +35,7 @@ def is_virtual(name: str) -> bool:
     return name.startswith(VIRTUAL_PREFIXES)
 
 
-def _ipv4_by_interface(
-    addrs: Mapping[str, Sequence[Any]], stats: Mapping[str, Any]
-) -> dict[str, list[str]]:
+def _ipv4_by_interface(addrs: Mapping[str, Sequence[Any]], stats: Mapping[str, Any]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, entries in addrs.items():
         st = stats.get(name)

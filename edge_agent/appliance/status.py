@@ -21,7 +21,7 @@ def status_line(app: web.Application) -> str:
     engine = app[ENGINE_KEY].value
     where = ",".join(engine.device.executing) if engine.device else "?"
     prefix = f"degraded ({engine.device.reason}): " if engine.device and engine.device.fallback else ""
-    stats = app[STATS_KEY] if STATS_KEY in app else None
+    stats = app.get(STATS_KEY, None)
     if stats is None or stats.active_sessions == 0:
         return f"{prefix}ready: idle, model {engine.model.name} on {where}"
     word = "session" if stats.active_sessions == 1 else "sessions"

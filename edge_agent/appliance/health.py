@@ -1,0 +1,219 @@
+"""/livez, /readyz and /healthz (IETF health-check draft shape); cheap: no inference inside a health call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from .. import __version__
+from ..server.auth import deny, token_ok
+from ..server.keys import CONFIG_KEY, ENGINE_KEY, STATS_KEY
+from .keys import IDENTITY_KEY, LIFECYCLE_KEY, MONITOR_KEY
+
+HEALTH_JSON = "application/health+json"
+DROP_RATIO_WARN = 0.25
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Check = dict[str, Any]
+
+
+def authorized(request: web.Request) -> bool:
+    """Health endpoints are open unless server.health_requires_token is set (and a token is configured)."""
+    server = request.app[CONFIG_KEY].value.config.server
+    return not server.health_requires_token or token_ok(request, server.token)
+
+
+def guarded(handler: Handler) -> Handler:
+    """Wrap a health handler with the optional token check."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return deny(401, "missing or wrong bearer token")
+        return await handler(request)
+
+    return wrapper
+
+
+def _reply(body: dict[str, Any], ok: bool) -> web.Response:
+    return web.json_response(
+        body, status=200 if ok else 503, content_type=HEALTH_JSON, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def livez(request: web.Request) -> web.Response:
+    """The event loop answers: nothing else is consulted."""
+    return _reply({"status": "pass"}, True)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the model is loaded and inference completed recently; 503 otherwise (or while stopping)."""
+    app = request.app
+    if app[LIFECYCLE_KEY].stopping.is_set():
+        return _reply({"status": "fail", "output": "stopping"}, False)
+    monitor = app[MONITOR_KEY]
+    if not monitor.healthy():
+        age = monitor.age()
+        output = "no engine" if age is None else f"no inference completed for {age:.1f}s"
+        return _reply({"status": "fail", "output": output}, False)
+    return _reply({"status": "pass"}, True)
+
+
+def _check(status: str, value: Any, unit: str | None = None, **extra: Any) -> list[Check]:
+    entry: Check = {"status": status, "observedValue": value, "time": _now()}
+    if unit:
+        entry["observedUnit"] = unit
+    entry.update({k: v for k, v in extra.items() if v is not None})
+    return [entry]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def engine_checks(app: web.Application) -> dict[str, list[Check]]:
+    """Inference age and latency, device choice and model identity."""
+    cfg = app[CONFIG_KEY].value.config
+    monitor = app[MONITOR_KEY]
+    age = monitor.age()
+    if ENGINE_KEY not in app or age is None or app[ENGINE_KEY].value.device is None:
+        return {"inference:age": _check("fail", None, "s", output="engine not started")}
+    engine = app[ENGINE_KEY].value
+    healthy = monitor.healthy()
+    p50, p95 = engine.latency.percentile(50), engine.latency.percentile(95)
+    slow = engine.latency.count > 0 and p95 > cfg.streaming.target_latency_ms
+    dev, model = engine.device, engine.model
+    assert dev is not None  # checked above
+    return {
+        "inference:age": _check(
+            "pass" if healthy else "fail",
+            round(age, 3),
+            "s",
+            componentType="component",
+            limit=cfg.systemd.max_inference_age,
+            inFlight=engine.in_flight,
+            probes=monitor.probes,
+            output=None
+            if healthy
+            else f"no inference completed for {age:.1f}s"
+            + (f" ({monitor.last_error})" if monitor.last_error else ""),
+        ),
+        "inference:latency": _check(
+            "warn" if slow else "pass",
+            round(p95, 2) if engine.latency.count else None,
+            "ms",
+            componentType="component",
+            p50=round(p50, 2) if engine.latency.count else None,
+            frames=engine.latency.count,
+            target=cfg.streaming.target_latency_ms,
+            output=f"p95 {p95:.0f} ms over target {cfg.streaming.target_latency_ms:.0f} ms" if slow else None,
+        ),
+        "device:executing": _check(
+            "warn" if dev.fallback else "pass",
+            ",".join(dev.executing),
+            componentId=dev.selected,
+            componentType="component",
+            requested=dev.requested,
+            selected=dev.selected,
+            fallback=dev.fallback,
+            reason=dev.reason,
+            output=f"fell back to {dev.selected}: {dev.reason}" if dev.fallback else None,
+        ),
+        "model:labels": _check(
+            "pass",
+            len(model.labels),
+            componentId=model.name,
+            componentType="component",
+            sha256=model.sha256,
+            family=model.family,
+            inputSize=list(model.input_size),
+        ),
+    }
+
+
+def session_checks(app: web.Application) -> dict[str, list[Check]]:
+    """Active sessions against the limit and the recent drop ratio (when the streaming API is mounted)."""
+    if STATS_KEY not in app:
+        return {}
+    snap = app[STATS_KEY].snapshot()
+    dropping = snap["drop_ratio"] > DROP_RATIO_WARN
+    return {
+        "sessions:active": _check(
+            "warn" if dropping else "pass",
+            snap["active_sessions"],
+            componentType="component",
+            limit=snap["max_sessions"],
+            fps=snap["total_fps"],
+            dropRatio=snap["drop_ratio"],
+            output=f"{snap['drop_ratio']:.0%} of recent frames dropped" if dropping else None,
+        ),
+    }
+
+
+def system_checks(app: web.Application) -> dict[str, list[Check]]:
+    """CPU, memory, process RSS, load and uptime (psutil reads /proc: microseconds, no I/O wait)."""
+    load1, load5, load15 = os.getloadavg()
+    mem = psutil.virtual_memory()
+    return {
+        "cpu:utilization": _check(
+            "pass", psutil.cpu_percent(interval=None), "percent", componentType="system"
+        ),
+        "memory:utilization": _check(
+            "pass", mem.percent, "percent", componentType="system", availableBytes=mem.available
+        ),
+        "process:rss": _check("pass", psutil.Process().memory_info().rss, "bytes", componentType="system"),
+        "system:load": _check(
+            "pass",
+            round(load1, 2),
+            componentType="system",
+            load5=round(load5, 2),
+            load15=round(load15, 2),
+            cpus=psutil.cpu_count(),
+        ),
+        "uptime": _check("pass", round(app[LIFECYCLE_KEY].uptime(), 1), "s", componentType="system"),
+    }
+
+
+def overall(checks: dict[str, list[Check]]) -> str:
+    """fail if any check fails, else warn if any warns, else pass."""
+    states = {entry["status"] for entries in checks.values() for entry in entries}
+    return "fail" if "fail" in states else "warn" if "warn" in states else "pass"
+
+
+def health_document(app: web.Application) -> dict[str, Any]:
+    """The /healthz body."""
+    checks = {**engine_checks(app), **session_checks(app), **system_checks(app)}
+    status = overall(checks)
+    if app[LIFECYCLE_KEY].stopping.is_set():
+        status = "fail"
+    doc: dict[str, Any] = {
+        "status": status,
+        "version": __version__,
+        "releaseId": __version__,
+        "serviceId": app[IDENTITY_KEY].device_id,
+        "description": "Edge Agent hazard detection",
+        "checks": checks,
+    }
+    life = app[LIFECYCLE_KEY]
+    notes = [f"last reload failed: {life.last_reload_error}"] if life.last_reload_error else []
+    if life.stopping.is_set():
+        notes.append("stopping")
+    if notes:
+        doc["notes"] = notes
+    return doc
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Detailed health for fleet tooling: 200 for pass/warn, 503 for fail."""
+    doc = health_document(request.app)
+    return _reply(doc, doc["status"] != "fail")
+
+
+def add_health_routes(app: web.Application) -> None:
+    """Register /livez, /readyz and /healthz."""
+    app.router.add_get("/livez", guarded(livez))
+    app.router.add_get("/readyz", guarded(readyz))
+    app.router.add_get("/healthz", guarded(healthz))
