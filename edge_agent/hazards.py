@@ -39,6 +39,24 @@ def rule_matches(rule: HazardRule, det: Detection, image_size: tuple[int, int]) 
     return point_in_polygon(foot, rule.zone)
 
 
+def triggered_rules(
+    rules: Sequence[HazardRule], detections: Sequence[Detection], image_size: tuple[int, int]
+) -> list[tuple[HazardRule, list[int]]]:
+    """Each rule with the indices of the detections that trigger it (rules with none are left out)."""
+    found = []
+    for rule in rules:
+        hits = [i for i, d in enumerate(detections) if rule_matches(rule, d, image_size)]
+        if hits:
+            found.append((rule, hits))
+    return found
+
+
+def describe(rule: HazardRule, hits: list[int], detections: Sequence[Detection]) -> dict[str, Any]:
+    """JSON entry of a triggered rule: its name, the triggering detections and the top confidence."""
+    top = max(detections[i].confidence for i in hits)
+    return {"rule": rule.name, "detections": hits, "confidence": round(top, 4)}
+
+
 @dataclass(slots=True)
 class HazardEvent:
     """A rule's state changed for one client."""
@@ -78,16 +96,14 @@ class HazardTracker:
         """Evaluate one frame: the rules it triggers (for the reply) and any transitions."""
         triggered: list[dict[str, Any]] = []
         events: list[HazardEvent] = []
+        hits_by_rule = {id(rule): hits for rule, hits in triggered_rules(self.rules, detections, image_size)}
         for rule, state in zip(self.rules, self._states):
-            hits = [i for i, d in enumerate(detections) if rule_matches(rule, d, image_size)]
+            hits = hits_by_rule.get(id(rule), [])
             event = self._step(rule, state, bool(hits), frame_id)
             if event is not None:
                 events.append(event)
             if hits:
-                top = max(detections[i].confidence for i in hits)
-                triggered.append(
-                    {"rule": rule.name, "active": state.active, "detections": hits, "confidence": round(top, 4)}
-                )
+                triggered.append({**describe(rule, hits, detections), "active": state.active})
         return triggered, events
 
     @staticmethod

@@ -11,6 +11,7 @@ from ..config import LoadedConfig
 from ..engine import Engine
 from ..web import setup_viewer
 from .keys import CONFIG_KEY, ENGINE_KEY, Ref
+from .streaming import setup_streaming
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -28,6 +29,7 @@ def create_app(loaded: LoadedConfig) -> web.Application:
     app = web.Application(client_max_size=cfg.engine.max_frame_bytes + 4096)
     app[CONFIG_KEY] = Ref(loaded)
     app.cleanup_ctx.append(engine_ctx)
+    setup_streaming(app)  # before the appliance: it reads METRICS_KEY / STATS_KEY
     setup_appliance(app)
     setup_viewer(app)
     return app

@@ -50,6 +50,10 @@ class Subscriber:
         """Events queued and not yet taken."""
         return len(self._queue)
 
+    def take(self) -> Event | None:
+        """The next queued event without waiting, or None."""
+        return self._queue.popleft() if self._queue else None
+
     async def get(self, timeout: float) -> Event | None:
         """Next event; None on close; raises TimeoutError after `timeout` s without one."""
         while not self._queue:

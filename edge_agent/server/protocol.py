@@ -27,6 +27,10 @@ class BadBase64(BadMessage):
 
     code = "bad_base64"
 
+    def __init__(self, message: str, frame_id: int | None) -> None:
+        super().__init__(message)
+        self.frame_id = frame_id
+
 
 class MessageTooLarge(BadMessage):
     """A text message above the configured size limit."""
@@ -89,7 +93,7 @@ def _frame(obj: dict[str, Any]) -> FrameMsg:
     try:
         data = base64.b64decode(image, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadBase64(f"'image' is not valid base64: {exc}") from None
+        raise BadBase64(f"'image' is not valid base64: {exc}", frame_id) from None
     return FrameMsg(data, frame_id, timestamp)
 
 

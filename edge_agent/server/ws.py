@@ -1,0 +1,157 @@
+"""GET /stream/detection: the protocol 1 WebSocket handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..config import Config
+from ..engine import Engine
+from .auth import access_problem
+from .keys import CONFIG_KEY, ENGINE_KEY, EVENTS_KEY, METRICS_KEY, SCHEDULER_KEY, SESSIONS_KEY, STATS_KEY
+from .protocol import BadBase64, BadMessage, ConfigMsg, FrameMsg, MessageTooLarge, PingMsg, error_reply, parse_text
+from .registry import SessionRegistry
+from .session import Services, Session, dumps
+
+log = logging.getLogger(__name__)
+CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+TRY_AGAIN_LATER = 1013
+# aiohttp closes the connection (1009) above this; below it, oversized input gets a protocol error.
+HARD_LIMIT_FACTOR = 2
+
+
+def model_json(engine: Engine) -> dict[str, Any]:
+    """Model description for the session message and /v1/info."""
+    m = engine.model
+    return {"name": m.name, "input_size": list(m.input_size), "labels": list(m.labels), "family": m.family}
+
+
+def device_json(engine: Engine) -> dict[str, Any]:
+    """Device fields of the session message."""
+    d = engine.device
+    if d is None:
+        return {"device": None, "executing": []}
+    return {"device": d.selected, "executing": list(d.executing)}
+
+
+async def _refuse(ws: web.WebSocketResponse, app: web.Application, code: int, reason: str, label: str) -> None:
+    app[METRICS_KEY].sessions_rejected.labels(reason=label).inc()
+    await ws.close(code=code, message=reason.encode()[:120])
+
+
+async def _admit(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -> str | None:
+    """Check access, shutdown, the session limit and client_id; return the client id or close and None."""
+    app = request.app
+    registry = app[SESSIONS_KEY]
+    problem = access_problem(request, cfg.server)
+    if problem is not None:
+        await _refuse(ws, app, WSCloseCode.POLICY_VIOLATION, problem[1], "unauthorized")
+        return None
+    if registry.closing:
+        await _refuse(ws, app, WSCloseCode.GOING_AWAY, "server shutting down", "shutdown")
+        return None
+    if len(registry) >= registry.max_sessions:
+        reason = f"server busy: {len(registry)} sessions open, the maximum; try again later"
+        await _refuse(ws, app, TRY_AGAIN_LATER, reason, "max_sessions")
+        return None
+    client_id = request.query.get("client_id") or f"client-{secrets.token_hex(4)}"
+    if not CLIENT_ID.fullmatch(client_id):
+        await _refuse(ws, app, WSCloseCode.POLICY_VIOLATION, "client_id: 1-64 of A-Z a-z 0-9 . _ : @ -", "bad_client_id")
+        return None
+    old = registry.by_client(client_id)
+    if old is not None:
+        await old.ws.close(code=WSCloseCode.GOING_AWAY, message=b"replaced by a newer connection of this client_id")
+    return client_id
+
+
+async def stream_handler(request: web.Request) -> web.WebSocketResponse:
+    """One WebSocket session: hello, then frames in and replies out until close or idle timeout."""
+    app = request.app
+    cfg = app[CONFIG_KEY].value.config
+    s = cfg.streaming
+    # Per-message deflate is off: JPEG frames do not compress (see README, "Compression").
+    ws = web.WebSocketResponse(
+        compress=False, max_msg_size=HARD_LIMIT_FACTOR * max(cfg.engine.max_frame_bytes, s.max_text_bytes)
+    )
+    await ws.prepare(request)
+    client_id = await _admit(request, ws, cfg)
+    if client_id is None:
+        return ws
+    engine = app[ENGINE_KEY].value
+    services = Services(app[SCHEDULER_KEY], app[EVENTS_KEY], app[METRICS_KEY], app[STATS_KEY])
+    session = Session(ws, secrets.token_hex(8), client_id, cfg, engine.model.labels, services)
+    registry = app[SESSIONS_KEY]
+    registry.add(session)
+    writer = asyncio.create_task(session.async_run_writer())
+    services.hub.publish(client_id, "session", dumps({"client_id": client_id, "state": "connected",
+                                                      "session_id": session.id}))
+    reason = "connection lost"
+    try:
+        await session.send(session.hello(model_json(engine), device_json(engine)))
+        reason = await _receive_loop(ws, session, cfg)
+    finally:
+        services.scheduler.cancel_owner(session)
+        session.close_outbox()
+        writer.cancel()
+        registry.remove(session)
+        for ev in session.hazards.end_all("client disconnected"):
+            session.publish_hazard(ev)
+        services.hub.publish(client_id, "session", dumps({
+            "client_id": client_id, "state": "disconnected", "session_id": session.id,
+            "reason": reason, **session.summary()}))
+    return ws
+
+
+async def _receive_loop(ws: web.WebSocketResponse, session: Session, cfg: Config) -> str:
+    """Read messages until the connection ends; return why it ended."""
+    s = cfg.streaming
+    while True:
+        if not session.room.is_set():
+            try:
+                async with asyncio.timeout(s.session_timeout):
+                    await session.room.wait()
+            except TimeoutError:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client does not read replies")
+                return "client does not read replies"
+        try:
+            msg = await ws.receive(timeout=s.session_timeout)
+        except TimeoutError:
+            reason = f"idle timeout: no message for {s.session_timeout:g} s"
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode())
+            return reason
+        session.last_activity = time.monotonic()
+        if msg.type == WSMsgType.BINARY:
+            session.frame(msg.data, None, time.time())
+        elif msg.type == WSMsgType.TEXT:
+            await _on_text(session, msg.data, cfg)
+        elif msg.type == WSMsgType.ERROR:
+            return f"protocol error: {ws.exception()}"
+        else:  # CLOSE, CLOSING, CLOSED
+            return "closed by client" if ws.close_code in (None, WSCloseCode.OK) else f"closed ({ws.close_code})"
+
+
+async def _on_text(session: Session, text: str, cfg: Config) -> None:
+    """Handle one text message; bad ones get a bad_message error and the session goes on."""
+    try:
+        if len(text) > cfg.streaming.max_text_bytes:
+            raise MessageTooLarge(f"text message of {len(text)} bytes, the limit is {cfg.streaming.max_text_bytes}")
+        msg = parse_text(text, cfg.streaming.max_fps)
+        if isinstance(msg, FrameMsg):
+            session.frame(msg.image, msg.frame_id, msg.timestamp)
+        elif isinstance(msg, ConfigMsg):
+            await session.send(session.configure(msg))
+        elif isinstance(msg, PingMsg):
+            await session.send({"type": "pong", "timestamp": msg.timestamp, "server_time": time.time()})
+    except BadBase64 as exc:
+        session.frame_error(exc.frame_id, exc)  # a frame after all: numbered and answered in order
+    except BadMessage as exc:
+        await session.send(error_reply(None, exc))
+
+
+__all__ = ["stream_handler", "SessionRegistry"]
