@@ -7,11 +7,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
+DEVICE_PATTERN = re.compile(r"((AUTO|MULTI|HETERO|BATCH):)?(CPU|GPU|NPU)(\.\d+)?(,(CPU|GPU|NPU)(\.\d+)?)*")
 
 
 class _Section(BaseModel):
@@ -53,6 +56,13 @@ class EngineConfig(_Section):
         "auto",
         description="'auto' (Intel GPU, then NPU, else CPU) or an OpenVINO device string (CPU, GPU.1, AUTO:GPU,CPU).",
     )
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, value: str) -> str:
+        if value != "auto" and not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError("expected 'auto' or an OpenVINO device such as CPU, GPU, GPU.1, NPU, AUTO:GPU,CPU")
+        return value
+
     performance_hint: Literal["auto", "LATENCY", "THROUGHPUT"] = Field(
         "auto", description="OpenVINO performance hint; 'auto' picks THROUGHPUT on multi-core CPUs."
     )

@@ -48,6 +48,8 @@ class FrameBuffers:
 
     def __init__(self, capacity_pixels: int) -> None:
         self.decode = np.empty(capacity_pixels * 3, np.uint8)
+        self.rows = np.empty(capacity_pixels * 3, np.uint8)  # scratch for the separable resize
+        self.cols = np.empty(0, np.uint8)  # scratch when the target region is not contiguous (pillarbox)
         self.last_box: tuple[int, int, int, int] | None = None
 
     def decode_into(self, data: bytes, width: int, height: int, min_w: int, min_h: int) -> np.ndarray:
@@ -64,26 +66,38 @@ class FrameBuffers:
 
 
 @lru_cache(maxsize=32)
-def _plan(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[np.ndarray, int, int, int, int, float]:
+def _plan(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[np.ndarray, np.ndarray, int, int, int, int, float]:
     scale = min(dst_w / src_w, dst_h / src_h)
     new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
     dx, dy = (dst_w - new_w) // 2, (dst_h - new_h) // 2
     ys = np.minimum(((np.arange(new_h) + 0.5) / scale).astype(np.int64), src_h - 1)
     xs = np.minimum(((np.arange(new_w) + 0.5) / scale).astype(np.int64), src_w - 1)
-    index = ys[:, None] * src_w + xs[None, :]
-    index.setflags(write=False)
-    return index, new_w, new_h, dx, dy, scale
+    ys.setflags(write=False)
+    xs.setflags(write=False)
+    return ys, xs, new_w, new_h, dx, dy, scale
 
 
 def letterbox_into(image: np.ndarray, target: np.ndarray, buffers: FrameBuffers) -> tuple[float, int, int]:
     """Nearest-neighbour resize keeping aspect ratio into target[0] (H, W, 3 u8); returns scale, dx, dy."""
     src_h, src_w = image.shape[:2]
     dst_h, dst_w = target.shape[1:3]
-    index, new_w, new_h, dx, dy, scale = _plan(src_h, src_w, dst_h, dst_w)
+    ys, xs, new_w, new_h, dx, dy, scale = _plan(src_h, src_w, dst_h, dst_w)
     box = (dx, dy, new_w, new_h)
     if buffers.last_box != box:  # bars only need repainting when the layout changes
         target.fill(PAD_VALUE)
         buffers.last_box = box
     region = target[0, dy : dy + new_h, dx : dx + new_w]
-    np.take(image.reshape(-1, 3), index, axis=0, out=region, mode="clip")
+    if buffers.rows.size < new_h * src_w * 3:
+        buffers.rows = np.empty(new_h * src_w * 3, np.uint8)
+    rows = buffers.rows[: new_h * src_w * 3].reshape(new_h, src_w, 3)
+    # Separable nearest-neighbour: pick rows, then columns; both write into preallocated memory.
+    np.take(image, ys, axis=0, out=rows, mode="clip")
+    if region.flags.c_contiguous:
+        np.take(rows, xs, axis=1, out=region, mode="clip")
+    else:  # numpy would buffer a strided `out` through a fresh temporary on every call
+        if buffers.cols.size < new_h * new_w * 3:
+            buffers.cols = np.empty(new_h * new_w * 3, np.uint8)
+        cols = buffers.cols[: new_h * new_w * 3].reshape(new_h, new_w, 3)
+        np.take(rows, xs, axis=1, out=cols, mode="clip")
+        region[...] = cols
     return scale, dx, dy

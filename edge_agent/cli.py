@@ -1,0 +1,211 @@
+"""The `edge-agent` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import DEFAULT_CONFIG_PATH, LoadedConfig, effective_values, load_config
+from .errors import ConfigError, EdgeAgentError
+
+
+def _config_path(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("EDGE_AGENT_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], Any] | None = None) -> LoadedConfig:
+    return load_config(_config_path(getattr(args, "config", None)), overrides=overrides)
+
+
+def _ready_printer(module: Any, app: Any) -> Any:
+    # The appliance package provides make_ready_printer (READY=1 once the port listens).
+    factory = getattr(module, "make_ready_printer", None)
+    return factory(app) if factory else print
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Load, warm up and serve until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    from . import appliance
+    from .server.app import create_app
+
+    overrides: dict[tuple[str, ...], Any] = {}
+    if args.host:
+        overrides[("server", "host")] = args.host
+    if args.port is not None:
+        overrides[("server", "port")] = args.port
+    loaded = _load(args, overrides)
+    cfg = loaded.config
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(loaded)
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=_ready_printer(appliance, app),
+                shutdown_timeout=cfg.server.shutdown_timeout, access_log=None, handle_signals=True)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List OpenVINO devices and show what 'auto' picks and why."""
+    import openvino as ov
+
+    from .engine import Engine
+
+    core = ov.Core()
+    for dev in core.available_devices:
+        try:
+            name = core.get_property(dev, "FULL_DEVICE_NAME")
+        except RuntimeError:
+            name = "?"
+        print(f"{dev:8} {name}")
+    loaded = _load(args, {("engine", "device"): "auto"})
+
+    async def pick() -> None:
+        engine = Engine(loaded.config, core)
+        await engine.async_start()
+        choice = engine.device
+        assert choice is not None
+        print(f"auto picks: {choice.selected} (executing on {','.join(choice.executing)}): {choice.reason}")
+        await engine.async_stop()
+
+    asyncio.run(pick())
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Run the detector on one JPEG file and print what it found."""
+    from .engine import Engine
+    from .types import DetectParams
+
+    loaded = _load(args)
+    data = Path(args.image).read_bytes()
+
+    async def run() -> list[dict[str, Any]]:
+        engine = Engine(loaded.config)
+        await engine.async_start()
+        try:
+            result = await engine.detect(data, DetectParams(confidence=args.confidence))
+        finally:
+            await engine.async_stop()
+        return [d.to_json() for d in result.detections]
+
+    detections = asyncio.run(run())
+    if args.json:
+        print(json.dumps(detections))
+    else:
+        for d in detections:
+            x1, y1, x2, y2 = d["box"]
+            print(f"{d['label']:<14} {d['confidence']:.2f}  box=[{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+        if not detections:
+            print("no detections")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    """Build, import or inspect models."""
+    from .models import tools
+
+    if args.model_cmd == "build-default":
+        print(tools.build_default(Path(args.output) if args.output else None))
+    elif args.model_cmd == "import-darknet":
+        print(tools.import_files(Path(args.cfg), Path(args.weights), Path(args.names), Path(args.output)))
+    else:
+        print(json.dumps(tools.inspect(args.path), indent=2))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate the configuration, or show effective values with their sources."""
+    loaded = _load(args)
+    if args.config_cmd == "check":
+        print(f"config OK ({loaded.path or 'built-in defaults'})")
+        return 0
+    for key, value, source in effective_values(loaded):
+        print(f"{key} = {json.dumps(value)}    # {source}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark WebSocket clients against a running server (see edge_agent.server.bench)."""
+    from .server import bench
+
+    return bench.main(args.rest)
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """Browse the LAN for agents (see edge_agent.appliance.discover)."""
+    from .appliance import discover
+
+    return discover.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    p = argparse.ArgumentParser(prog="edge-agent", description="Real-time hazard detection for edge boxes.")
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", help=f"TOML config file (default {DEFAULT_CONFIG_PATH} if present)")
+        return sp
+
+    s = with_config(sub.add_parser("serve", help="serve the API"))
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+    with_config(sub.add_parser("devices", help="list devices and the automatic choice")).set_defaults(func=cmd_devices)
+    d = with_config(sub.add_parser("detect", help="detect objects in one JPEG"))
+    d.add_argument("image")
+    d.add_argument("--json", action="store_true", help="print a JSON list of detections")
+    d.add_argument("--confidence", type=float, help="minimum confidence (default from config)")
+    d.set_defaults(func=cmd_detect)
+    m = sub.add_parser("model", help="build, import or inspect models")
+    msub = m.add_subparsers(dest="model_cmd", required=True)
+    b = msub.add_parser("build-default", help="import the shipped YOLOv3-tiny COCO model to IR")
+    b.add_argument("--output", help="output .xml (default: the built-in model path)")
+    i = msub.add_parser("import-darknet", help="import a Darknet .cfg/.weights pair to IR")
+    for name in ("cfg", "weights", "names", "output"):
+        i.add_argument(f"--{name}", required=True)
+    msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
+    m.set_defaults(func=cmd_model)
+    c = with_config(sub.add_parser("config", help="check or show the configuration"))
+    c.add_argument("config_cmd", choices=["check", "show"])
+    c.set_defaults(func=cmd_config)
+    for name, func, text in (("bench", cmd_bench, "benchmark a running server over WebSocket"),
+                             ("discover", cmd_discover, "find agents on the LAN over mDNS")):
+        x = sub.add_parser(name, help=text, add_help=False)
+        x.add_argument("rest", nargs=argparse.REMAINDER)
+        x.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a subcommand; expected errors print one clear message, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for key, reason in exc.errors:
+            print(f"config error: {key}: {reason}", file=sys.stderr)
+        return 2
+    except EdgeAgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The engine on the real shipped model and real photographs: objects, box positions, geometry, load."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from edge_agent.engine import Engine
+from edge_agent.types import Detection, DetectParams
+from tests.conftest import encode
+
+# Hand-annotated boxes (x1, y1, x2, y2) of people in the ultralytics sample photos.
+BUS_COAT_MAN = (50, 400, 245, 905)
+BUS_SUNGLASSES_MAN = (220, 405, 345, 860)
+BUS_RIGHT_EDGE = (665, 360, 810, 875)
+ZIDANE_RIGHT_MAN = (745, 40, 1140, 720)
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two x1y1x2y2 boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def people(dets: list[Detection]) -> list[Detection]:
+    return [d for d in dets if d.label == "person"]
+
+
+async def test_bus_people_boxes_in_place(engine: Engine, photos: dict[str, bytes]) -> None:
+    result = await engine.detect(photos["bus"])
+    assert result.image_size == (810, 1080)
+    found = people(result.detections)
+    assert len(found) >= 2
+    assert iou(found[0].box, BUS_COAT_MAN) > 0.6, found[0]
+    truth = (BUS_COAT_MAN, BUS_SUNGLASSES_MAN, BUS_RIGHT_EDGE)
+    for det in found:
+        cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
+        assert any(t[0] <= cx <= t[2] and t[1] <= cy <= t[3] for t in truth), f"person box off target: {det}"
+
+
+async def test_zidane_person_and_tie(engine: Engine, photos: dict[str, bytes]) -> None:
+    result = await engine.detect(photos["zidane"])
+    right = max(people(result.detections), key=lambda d: iou(d.box, ZIDANE_RIGHT_MAN))
+    assert iou(right.box, ZIDANE_RIGHT_MAN) > 0.6
+    ties = [d for d in result.detections if d.label == "tie"]
+    assert ties, "the tie of the man on the right is visible"
+    assert any(right.box[0] <= (t.box[0] + t.box[2]) / 2 <= right.box[2] for t in ties)
+
+
+async def test_cup_in_coffee_photo(engine: Engine, photos: dict[str, bytes]) -> None:
+    result = await engine.detect(photos["coffee"])
+    cups = [d for d in result.detections if d.label == "cup"]
+    assert cups
+    cx, cy = (cups[0].box[0] + cups[0].box[2]) / 2, (cups[0].box[1] + cups[0].box[3]) / 2
+    assert 150 < cx < 450 and 50 < cy < 350  # the cup sits in the middle of the 600x400 photo
+
+
+async def test_boxes_scale_with_the_frame(engine: Engine, photos: dict[str, bytes]) -> None:
+    full = await engine.detect(photos["zidane"])
+    image = simplejpeg.decode_jpeg(photos["zidane"])
+    half = await engine.detect(encode(np.ascontiguousarray(image[::2, ::2])))
+    assert half.image_size == (640, 360)
+    a = max(people(full.detections), key=lambda d: iou(d.box, ZIDANE_RIGHT_MAN))
+    b = max(people(half.detections), key=lambda d: iou(d.box, tuple(v / 2 for v in ZIDANE_RIGHT_MAN)))
+    assert np.allclose(np.array(a.box) / 2, b.box, atol=640 * 0.04)
+
+
+async def test_letterbox_offset_is_undone(engine: Engine, photos: dict[str, bytes]) -> None:
+    image = simplejpeg.decode_jpeg(photos["bus"])
+    canvas = np.full((1080, 1620, 3), 114, np.uint8)
+    canvas[:, 405 : 405 + 810] = image
+    shifted = await engine.detect(encode(canvas))
+    coat = max(people(shifted.detections), key=lambda d: iou(d.box, (455, 400, 650, 905)))
+    assert iou(coat.box, (455, 400, 650, 905)) > 0.5, coat
+
+
+async def test_thresholds_and_class_filter(engine: Engine, photos: dict[str, bytes]) -> None:
+    loose = await engine.detect(photos["zidane"], DetectParams(confidence=0.2))
+    strict = await engine.detect(photos["zidane"], DetectParams(confidence=0.8))
+    assert len(strict.detections) < len(loose.detections)
+    assert all(d.confidence >= 0.8 for d in strict.detections)
+    only_ties = await engine.detect(photos["zidane"], DetectParams(confidence=0.2, classes=frozenset({27})))
+    assert only_ties.detections and {d.label for d in only_ties.detections} == {"tie"}
+    no_nms = await engine.detect(photos["bus"], DetectParams(confidence=0.1, iou=1.0))
+    nms = await engine.detect(photos["bus"], DetectParams(confidence=0.1, iou=0.3))
+    assert len(nms.detections) < len(no_nms.detections)
+
+
+async def test_timings_cover_every_stage(engine: Engine, photos: dict[str, bytes]) -> None:
+    t = (await engine.detect(photos["bus"])).timings
+    assert t.decode > 0 and t.preprocess > 0 and t.inference > 0 and t.postprocess > 0
+    assert t.total >= t.decode + t.preprocess + t.inference
+    assert engine.last_success is not None and engine.latency.count >= 1
+
+
+async def test_parallel_frames_share_requests(engine: Engine, photos: dict[str, bytes]) -> None:
+    frames = [photos["bus"], photos["zidane"], photos["coffee"]] * 4
+    results = await asyncio.gather(*(engine.detect(f) for f in frames))
+    assert [r.image_size for r in results] == [(810, 1080), (1280, 720), (600, 400)] * 4
+    solo = await engine.detect(photos["bus"])
+    assert [d.label for d in results[0].detections] == [d.label for d in solo.detections]
+    assert engine.in_flight == 0
+
+
+async def test_steady_state_allocates_no_frame_sized_arrays(engine: Engine, photos: dict[str, bytes]) -> None:
+    image = simplejpeg.decode_jpeg(photos["zidane"])
+    frame = encode(np.ascontiguousarray(image[:480, :640]))
+    for _ in range(10):  # warm up: plan caches, buffers, thread pool
+        await engine.detect(frame)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(150):
+            await engine.detect(frame)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frame_bytes = 640 * 480 * 3
+    assert peak - base < frame_bytes / 2, f"peak grew by {peak - base} bytes during 150 frames"
+    assert current - base < 64 * 1024
