@@ -127,6 +127,11 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the configuration, or show effective values with their sources."""
+    if args.config_cmd == "default":
+        from .config_doc import render_default_toml
+
+        print(render_default_toml(), end="")
+        return 0
     loaded = _load(args)
     if args.config_cmd == "check":
         print(f"config OK ({loaded.path or 'built-in defaults'})")
@@ -180,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))
-    c.add_argument("config_cmd", choices=["check", "show"])
+    c.add_argument("config_cmd", choices=["check", "show", "default"],
+                   help="check: validate; show: effective values and sources; default: print the documented defaults")
     c.set_defaults(func=cmd_config)
     for name, func, text in (("bench", cmd_bench, "benchmark a running server over WebSocket"),
                              ("discover", cmd_discover, "find agents on the LAN over mDNS")):

@@ -132,6 +132,15 @@ class Engine:
         """Load and validate the model, pick a device, compile, warm up and preallocate buffers."""
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edge-agent-engine")
+        try:
+            await self._async_load()
+        except BaseException:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            raise
+
+    async def _async_load(self) -> None:
+        assert self._loop is not None and self._executor is not None
         core = self._core or ov.Core()
         self._enable_cache(core)
         m = self._cfg.model

