@@ -17,6 +17,8 @@ from .keys import IDENTITY_KEY, LIFECYCLE_KEY, MONITOR_KEY
 
 HEALTH_JSON = "application/health+json"
 DROP_RATIO_WARN = 0.25
+# A cold first frame is slow; judge latency only on a few frames.
+MIN_LATENCY_FRAMES = 10
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = dict[str, Any]
 
@@ -84,7 +86,7 @@ def engine_checks(app: web.Application) -> dict[str, list[Check]]:
     engine = app[ENGINE_KEY].value
     healthy = monitor.healthy()
     p50, p95 = engine.latency.percentile(50), engine.latency.percentile(95)
-    slow = engine.latency.count > 0 and p95 > cfg.streaming.target_latency_ms
+    slow = engine.latency.count >= MIN_LATENCY_FRAMES and p95 > cfg.streaming.target_latency_ms
     dev, model = engine.device, engine.model
     assert dev is not None  # checked above
     return {

@@ -43,7 +43,7 @@ def mark_listening(app: web.Application, ports: list[int]) -> None:
     life.ports = ports
     life.listening.set()
     app[NOTIFIER_KEY].ready(status_line(app))
-    log.info("ready: %s", app[NOTIFIER_KEY].last_status)
+    log.info("READY=1 sent: %s", app[NOTIFIER_KEY].last_status)
 
 
 def make_ready_printer(app: web.Application) -> Callable[[str], None]:
