@@ -17,8 +17,13 @@ RIGHT_HALF = [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)]
 
 
 def rule(**kw: object) -> HazardRule:
-    base: dict[str, object] = {"name": "person", "classes": ["person"], "min_confidence": 0.5,
-                               "min_frames": 2, "clear_frames": 3}
+    base: dict[str, object] = {
+        "name": "person",
+        "classes": ["person"],
+        "min_confidence": 0.5,
+        "min_frames": 2,
+        "clear_frames": 3,
+    }
     base.update(kw)
     return HazardRule.model_validate(base)
 
@@ -98,7 +103,9 @@ def test_end_all_on_disconnect() -> None:
 
 
 def test_rules_are_independent() -> None:
-    tracker = HazardTracker([rule(min_frames=1, clear_frames=1), rule(name="cat", classes=["cat"], min_frames=1)])
+    tracker = HazardTracker(
+        [rule(min_frames=1, clear_frames=1), rule(name="cat", classes=["cat"], min_frames=1)]
+    )
     _, events = tracker.update([PERSON, CAT], SIZE, 1)
     assert sorted((e.rule, e.state) for e in events) == [("cat", "started"), ("person", "started")]
     _, events = tracker.update([CAT], SIZE, 2)

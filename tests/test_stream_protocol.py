@@ -2,83 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient, TestServer
 
-from edge_agent.config import Config, LoadedConfig
-from edge_agent.server.app import create_app
 from edge_agent.server.keys import METRICS_KEY, SESSIONS_KEY
 
-Serve = Callable[..., Awaitable[TestClient[Any, Any]]]
+from .test_stream_support import Serve, eventually, next_json, ov_cache, serve, with_dimensions
 
-
-@pytest.fixture(scope="session")
-def ov_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One OpenVINO cache for this module's apps: compile once, start warm."""
-    return tmp_path_factory.mktemp("ov-cache")
-
-
-def loaded(config: Config, cache: Path, overrides: dict[str, Any]) -> LoadedConfig:
-    """The test config with `section__key=value` overrides, validated on assignment."""
-    cfg = config.model_copy(deep=True)
-    cfg.engine.cache_dir = str(cache)
-    for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        setattr(getattr(cfg, section), key, value)
-    return LoadedConfig(config=cfg, sources={}, path=None)
-
-
-@pytest.fixture
-async def serve(config: Config, ov_cache: Path) -> AsyncIterator[Serve]:
-    """Start real servers (create_app on 127.0.0.1, real engine); all are closed after the test."""
-    clients: list[TestClient[Any, Any]] = []
-
-    async def start(**overrides: Any) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(loaded(config, ov_cache, overrides))))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.close()
-
-
-async def next_json(ws: aiohttp.ClientWebSocketResponse, skip: tuple[str, ...] = ("fps",)) -> dict[str, Any]:
-    """Next JSON message, skipping unsolicited announcements."""
-    while True:
-        msg = await ws.receive(timeout=30)
-        assert msg.type == WSMsgType.TEXT, f"expected text, got {msg.type} {msg.data!r} {msg.extra!r}"
-        data: dict[str, Any] = json.loads(msg.data)
-        if data.get("type") not in skip:
-            return data
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition with a deadline (for server-side state that follows a client-visible event)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
-def with_dimensions(jpeg: bytes, width: int, height: int) -> bytes:
-    """The same JPEG with its SOF header declaring other dimensions."""
-    for marker in (b"\xff\xc0", b"\xff\xc2"):
-        at = jpeg.find(marker)
-        if at > 0:
-            return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9:]
-    raise AssertionError("no SOF marker")
+__all__ = ["ov_cache", "serve"]  # fixtures used by the tests below
 
 
 async def test_hello_detections_and_numbering(serve: Serve, photos: dict[str, bytes]) -> None:
@@ -135,13 +70,24 @@ async def test_config_classes_confidence_and_ping(serve: Serve, photos: dict[str
         await next_json(ws)
         await ws.send_json({"type": "config", "classes": ["tie"], "confidence": 0.3, "iou": 0.5})
         effective = await next_json(ws)
-        assert effective == {"type": "config", "fps_limit": 15.0, "confidence": 0.3, "iou": 0.5, "classes": ["tie"]}
+        assert effective == {
+            "type": "config",
+            "fps_limit": 15.0,
+            "confidence": 0.3,
+            "iou": 0.5,
+            "classes": ["tie"],
+        }
         await ws.send_bytes(photos["zidane"])
         labels = {d["label"] for d in (await next_json(ws))["detections"]}
         assert labels == {"tie"}
         await ws.send_json({"type": "config", "classes": ["unicorn"]})
         err = await next_json(ws)
-        assert err == {"type": "error", "frame_id": None, "code": "bad_message", "message": "unknown class 'unicorn'"}
+        assert err == {
+            "type": "error",
+            "frame_id": None,
+            "code": "bad_message",
+            "message": "unknown class 'unicorn'",
+        }
         await ws.send_json({"type": "config", "classes": None, "confidence": 0.9})
         effective = await next_json(ws)
         assert effective["classes"] is None and effective["confidence"] == 0.9 and effective["iou"] == 0.5
@@ -167,9 +113,18 @@ def bad_inputs(photos: dict[str, bytes]) -> list[tuple[str, Any, str, bool]]:
         ("wrong type", json.dumps({"type": "config", "fps_limit": "fast"}), "bad_message", False),
         ("frame without image", json.dumps({"type": "frame", "frame_id": 3}), "bad_message", False),
         ("unknown type", json.dumps({"type": "selfdestruct"}), "bad_message", False),
-        ("bad base64", json.dumps({"type": "frame", "frame_id": 9, "image": "%%%not-b64"}), "bad_base64", True),
-        ("base64 not jpeg", json.dumps({"type": "frame", "image": base64.b64encode(b"hi").decode()}),
-         "not_jpeg", True),
+        (
+            "bad base64",
+            json.dumps({"type": "frame", "frame_id": 9, "image": "%%%not-b64"}),
+            "bad_base64",
+            True,
+        ),
+        (
+            "base64 not jpeg",
+            json.dumps({"type": "frame", "image": base64.b64encode(b"hi").decode()}),
+            "not_jpeg",
+            True,
+        ),
         ("text too large", json.dumps({"type": "ping", "pad": "x" * (2 << 20)}), "message_too_large", False),
     ]
 
@@ -177,8 +132,10 @@ def bad_inputs(photos: dict[str, bytes]) -> list[tuple[str, Any, str, bool]]:
 async def test_bad_input_table(serve: Serve, photos: dict[str, bytes]) -> None:
     client = await serve()
     cases = bad_inputs(photos)
-    async with client.ws_connect("/stream/detection?client_id=fuzz") as ws, \
-            client.ws_connect("/stream/detection?client_id=bystander") as other:
+    async with (
+        client.ws_connect("/stream/detection?client_id=fuzz") as ws,
+        client.ws_connect("/stream/detection?client_id=bystander") as other,
+    ):
         await next_json(ws)
         await next_json(other)
         frames = 0
@@ -282,8 +239,9 @@ async def test_token_auth(serve: Serve, photos: dict[str, bytes]) -> None:
             assert "token" in msg.extra
         resp = await client.get("/stream/events" + query, headers=headers)
         assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
-        resp = await client.post("/v1/detect" + query, data=photos["coffee"],
-                                 headers={**headers, "Content-Type": "image/jpeg"})
+        resp = await client.post(
+            "/v1/detect" + query, data=photos["coffee"], headers={**headers, "Content-Type": "image/jpeg"}
+        )
         assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
     async with client.ws_connect("/stream/detection?token=s3cret") as ws:
         assert (await next_json(ws))["type"] == "session"
@@ -291,8 +249,11 @@ async def test_token_auth(serve: Serve, photos: dict[str, bytes]) -> None:
         await next_json(ws)
         await ws.send_bytes(photos["coffee"])
         assert (await next_json(ws))["type"] == "detections"
-    resp = await client.post("/v1/detect", data=photos["coffee"],
-                             headers={"Authorization": "Bearer s3cret", "Content-Type": "image/jpeg"})
+    resp = await client.post(
+        "/v1/detect",
+        data=photos["coffee"],
+        headers={"Authorization": "Bearer s3cret", "Content-Type": "image/jpeg"},
+    )
     assert resp.status == 200
     assert (await client.get("/v1/info")).status == 200  # info stays open
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Hashable
 
@@ -170,7 +171,7 @@ def test_adaptive_fps_raises_to_ceiling_when_fast() -> None:
     ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=15)
     changes = _run(ctrl, lambda fps: 20.0, 30)
     assert ctrl.limit == 30
-    assert all(b > a for (_, a), (_, b) in zip(changes, changes[1:]))
+    assert all(b > a for (_, a), (_, b) in itertools.pairwise(changes))
 
 
 def test_adaptive_fps_holds_inside_band() -> None:
@@ -258,8 +259,14 @@ def test_live_stats_window() -> None:
     report = stats.stage_report(now=102.0)
     assert report["bottlenecks"]["inference"] == 19  # the first frame has inference 0
     snap = stats.snapshot()
-    assert set(snap) == {"active_sessions", "max_sessions", "total_fps", "drop_ratio",
-                         "latency_p50_ms", "latency_p95_ms"}
+    assert set(snap) == {
+        "active_sessions",
+        "max_sessions",
+        "total_fps",
+        "drop_ratio",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    }
 
 
 @pytest.mark.parametrize(
@@ -287,7 +294,9 @@ def test_parse_text_errors(text: str, error: type[BadMessage], fragment: str) ->
 
 
 def test_parse_text_messages() -> None:
-    frame = parse_text('{"type":"frame","frame_id":7,"image":"data:image/jpeg;base64,/9j/","timestamp":1.5}', 30)
+    frame = parse_text(
+        '{"type":"frame","frame_id":7,"image":"data:image/jpeg;base64,/9j/","timestamp":1.5}', 30
+    )
     assert frame == FrameMsg(b"\xff\xd8\xff", 7, 1.5)
     cfg = parse_text('{"type":"config","fps_limit":10,"classes":["person",0]}', 30)
     assert cfg == ConfigMsg(10.0, None, None, ["person", 0], False)

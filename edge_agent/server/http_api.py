@@ -54,7 +54,9 @@ def _params(request: web.Request, labels: tuple[str, ...]) -> DetectParams:
     raw = request.query.get("classes")
     classes = None
     if raw:
-        items: list[str | int] = [int(c) if c.strip().isdigit() else c.strip() for c in raw.split(",") if c.strip()]
+        items: list[str | int] = [
+            int(c) if c.strip().isdigit() else c.strip() for c in raw.split(",") if c.strip()
+        ]
         classes = resolve_classes(items, labels)
     return DetectParams(_float_param(request, "confidence"), _float_param(request, "iou"), classes)
 
@@ -74,7 +76,9 @@ async def detect_handler(request: web.Request) -> web.Response:
     if problem is not None:
         return deny(*problem)
     if request.content_type not in JPEG_TYPES:
-        return _error(415, "unsupported_media_type", f"send the JPEG as image/jpeg, not {request.content_type}")
+        return _error(
+            415, "unsupported_media_type", f"send the JPEG as image/jpeg, not {request.content_type}"
+        )
     engine = app[ENGINE_KEY].value
     metrics = app[METRICS_KEY]
     try:
@@ -88,8 +92,10 @@ async def detect_handler(request: web.Request) -> web.Response:
         return _error(_status_for(exc), exc.code, str(exc))
     metrics.observe_result(result.timings)
     app[STATS_KEY].record_result(result.timings)
-    hazards = [describe(r, hits, result.detections)
-               for r, hits in triggered_rules(cfg.hazards, result.detections, result.image_size)]
+    hazards = [
+        describe(r, hits, result.detections)
+        for r, hits in triggered_rules(cfg.hazards, result.detections, result.image_size)
+    ]
     return web.json_response(detections_reply(None, time.time(), result, hazards))
 
 
@@ -113,25 +119,45 @@ async def info_handler(request: web.Request) -> web.Response:
     cfg = app[CONFIG_KEY].value.config
     engine = app[ENGINE_KEY].value
     s, e = cfg.streaming, cfg.engine
-    return web.json_response({
-        "version": __version__, "protocol": 1, "model": model_json(engine), **device_json(engine),
-        "num_requests": engine.num_requests, "auth": "token" if cfg.server.token else "none",
-        "limits": {
-            "max_frame_bytes": e.max_frame_bytes, "max_frame_pixels": e.max_frame_pixels,
-            "max_text_bytes": s.max_text_bytes, "max_sessions": s.max_sessions, "max_fps": s.max_fps,
-            "min_fps": s.min_fps, "default_fps": s.default_fps, "queue_size": s.queue_size,
-            "session_timeout": s.session_timeout, "target_latency_ms": s.target_latency_ms,
-        },
-        "endpoints": {"ws": "/stream/detection", "sse": "/stream/events", "detect": "/v1/detect",
-                      "performance": "/stream/performance"},
-    })
+    return web.json_response(
+        {
+            "version": __version__,
+            "protocol": 1,
+            "model": model_json(engine),
+            **device_json(engine),
+            "num_requests": engine.num_requests,
+            "auth": "token" if cfg.server.token else "none",
+            "limits": {
+                "max_frame_bytes": e.max_frame_bytes,
+                "max_frame_pixels": e.max_frame_pixels,
+                "max_text_bytes": s.max_text_bytes,
+                "max_sessions": s.max_sessions,
+                "max_fps": s.max_fps,
+                "min_fps": s.min_fps,
+                "default_fps": s.default_fps,
+                "queue_size": s.queue_size,
+                "session_timeout": s.session_timeout,
+                "target_latency_ms": s.target_latency_ms,
+            },
+            "endpoints": {
+                "ws": "/stream/detection",
+                "sse": "/stream/events",
+                "detect": "/v1/detect",
+                "performance": "/stream/performance",
+            },
+        }
+    )
 
 
 def _system() -> dict[str, Any]:
     mem = psutil.virtual_memory()
     # cpu_percent(None) compares with the previous call: non-blocking.
-    return {"cpu_percent": psutil.cpu_percent(None), "memory_percent": mem.percent,
-            "memory_used_mb": round(mem.used / 2**20, 1), "gpu": None}
+    return {
+        "cpu_percent": psutil.cpu_percent(None),
+        "memory_percent": mem.percent,
+        "memory_used_mb": round(mem.used / 2**20, 1),
+        "gpu": None,
+    }
 
 
 async def performance_handler(request: web.Request) -> web.Response:
@@ -140,15 +166,19 @@ async def performance_handler(request: web.Request) -> web.Response:
     stats = app[STATS_KEY]
     stages = stats.stage_report()
     engine = app[ENGINE_KEY].value
-    return web.json_response({
-        "active_sessions": stats.active_sessions,
-        "total_throughput_fps": round(stats.total_fps(), 2),
-        "avg_processing_time_ms": stages["averages_ms"]["total"],
-        "stage_averages_ms": stages["averages_ms"],
-        "bottlenecks": stages["bottlenecks"],
-        "drop_ratio": round(stats.drop_ratio(), 4),
-        "latency_p50_ms": stats.latency_ms(50), "latency_p95_ms": stats.latency_ms(95),
-        "in_flight": engine.in_flight, "num_requests": engine.num_requests,
-        "sessions": [s.summary() for s in app[SESSIONS_KEY]],
-        "system_resources": _system(),
-    })
+    return web.json_response(
+        {
+            "active_sessions": stats.active_sessions,
+            "total_throughput_fps": round(stats.total_fps(), 2),
+            "avg_processing_time_ms": stages["averages_ms"]["total"],
+            "stage_averages_ms": stages["averages_ms"],
+            "bottlenecks": stages["bottlenecks"],
+            "drop_ratio": round(stats.drop_ratio(), 4),
+            "latency_p50_ms": stats.latency_ms(50),
+            "latency_p95_ms": stats.latency_ms(95),
+            "in_flight": engine.in_flight,
+            "num_requests": engine.num_requests,
+            "sessions": [s.summary() for s in app[SESSIONS_KEY]],
+            "system_resources": _system(),
+        }
+    )

@@ -28,11 +28,11 @@ class Ref(Generic[T]):
 
 
 CONFIG_KEY: web.AppKey[Ref[LoadedConfig]] = web.AppKey("config")
-ENGINE_KEY: web.AppKey[Ref["Engine"]] = web.AppKey("engine")
+ENGINE_KEY: web.AppKey[Ref[Engine]] = web.AppKey("engine")
 # Prometheus registry (.registry) with the streaming counters and histograms; /metrics serves it.
-METRICS_KEY: web.AppKey["StreamMetrics"] = web.AppKey("metrics")
+METRICS_KEY: web.AppKey[StreamMetrics] = web.AppKey("metrics")
 # Cheap live figures for health checks: sessions, fps, drop ratio, latency percentiles.
-STATS_KEY: web.AppKey["LiveStats"] = web.AppKey("stats")
-SESSIONS_KEY: web.AppKey["SessionRegistry"] = web.AppKey("sessions")
-EVENTS_KEY: web.AppKey["EventHub"] = web.AppKey("events")
-SCHEDULER_KEY: web.AppKey["Scheduler"] = web.AppKey("scheduler")
+STATS_KEY: web.AppKey[LiveStats] = web.AppKey("stats")
+SESSIONS_KEY: web.AppKey[SessionRegistry] = web.AppKey("sessions")
+EVENTS_KEY: web.AppKey[EventHub] = web.AppKey("events")
+SCHEDULER_KEY: web.AppKey[Scheduler] = web.AppKey("scheduler")

@@ -20,21 +20,34 @@ class StreamMetrics:
         self.frames_received = Counter(
             "edge_agent_frames_received", "Frames received (WebSocket and /v1/detect).", registry=r
         )
-        self.frames_processed = Counter("edge_agent_frames_processed", "Frames answered with detections.", registry=r)
+        self.frames_processed = Counter(
+            "edge_agent_frames_processed", "Frames answered with detections.", registry=r
+        )
         self.frames_dropped = Counter(
             "edge_agent_frames_dropped", "Frames answered `dropped`, by reason.", ["reason"], registry=r
         )
-        self.frame_errors = Counter("edge_agent_frame_errors", "Frames answered `error`, by code.", ["code"], registry=r)
+        self.frame_errors = Counter(
+            "edge_agent_frame_errors", "Frames answered `error`, by code.", ["code"], registry=r
+        )
         self.stage_seconds = Histogram(
-            "edge_agent_stage_seconds", "Per-stage processing time of a frame.", ["stage"], buckets=_BUCKETS, registry=r
+            "edge_agent_stage_seconds",
+            "Per-stage processing time of a frame.",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=r,
         )
         self.sessions_active = Gauge("edge_agent_sessions_active", "Open WebSocket sessions.", registry=r)
         self.sessions_total = Counter("edge_agent_sessions", "WebSocket sessions accepted.", registry=r)
         self.sessions_rejected = Counter(
-            "edge_agent_sessions_rejected", "WebSocket connections refused, by reason.", ["reason"], registry=r
+            "edge_agent_sessions_rejected",
+            "WebSocket connections refused, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.sse_subscribers = Gauge("edge_agent_sse_subscribers", "Connected SSE subscribers.", registry=r)
-        self.sse_dropped = Counter("edge_agent_sse_events_dropped", "SSE events dropped for slow readers.", registry=r)
+        self.sse_dropped = Counter(
+            "edge_agent_sse_events_dropped", "SSE events dropped for slow readers.", registry=r
+        )
         # Children bound once: label lookups stay off the per-frame path.
         self._stages = [(s, self.stage_seconds.labels(stage=s)) for s in STAGES]
         self._dropped = {reason: self.frames_dropped.labels(reason=reason) for reason in DROP_REASONS}

@@ -89,7 +89,7 @@ def _frame(obj: dict[str, Any]) -> FrameMsg:
         raise BadMessage("'image' must be a base64 JPEG string")
     # Browsers often send a data URL (data:image/jpeg;base64,...).
     if image.startswith("data:"):
-        image = image[image.find(_DATA_URL) + len(_DATA_URL):] if _DATA_URL in image else ""
+        image = image[image.find(_DATA_URL) + len(_DATA_URL) :] if _DATA_URL in image else ""
     try:
         data = base64.b64decode(image, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -109,8 +109,9 @@ def _config(obj: dict[str, Any], max_fps: float) -> ConfigMsg:
         or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)
     ):
         raise BadMessage("'classes' must be a list of label names or class ids")
-    return ConfigMsg(fps, _number(obj, "confidence", 0.0, 1.0), _number(obj, "iou", 0.0, 1.0),
-                     classes or None, clear)
+    return ConfigMsg(
+        fps, _number(obj, "confidence", 0.0, 1.0), _number(obj, "iou", 0.0, 1.0), classes or None, clear
+    )
 
 
 def parse_text(text: str, max_fps: float) -> Message:

@@ -68,8 +68,15 @@ class Services:
 class Session:
     """State of one connection; `async_run_writer` sends every frame's reply exactly once, in order."""
 
-    def __init__(self, ws: web.WebSocketResponse, session_id: str, client_id: str, config: Config,
-                 labels: tuple[str, ...], services: Services) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        session_id: str,
+        client_id: str,
+        config: Config,
+        labels: tuple[str, ...],
+        services: Services,
+    ) -> None:
         self.ws = ws
         self.id = session_id
         self.client_id = client_id
@@ -80,7 +87,9 @@ class Session:
         self._cfg = config
         s = config.streaming
         now = time.monotonic()
-        self.fps = AdaptiveFps(target_ms=s.target_latency_ms, floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps)
+        self.fps = AdaptiveFps(
+            target_ms=s.target_latency_ms, floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps
+        )
         self.limiter = RateLimiter(self.fps.limit, now)
         self.hazards = HazardTracker(config.hazards)
         self.last_activity = now
@@ -97,9 +106,15 @@ class Session:
     def hello(self, engine_model: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
         """The first message of a session."""
         return {
-            "type": "session", "protocol": 1, "session_id": self.id, "client_id": self.client_id,
-            "fps_limit": self.fps.limit, "max_fps": self._cfg.streaming.max_fps,
-            "queue_size": self._cfg.streaming.queue_size, "model": engine_model, **device,
+            "type": "session",
+            "protocol": 1,
+            "session_id": self.id,
+            "client_id": self.client_id,
+            "fps_limit": self.fps.limit,
+            "max_fps": self._cfg.streaming.max_fps,
+            "queue_size": self._cfg.streaming.queue_size,
+            "model": engine_model,
+            **device,
         }
 
     def frame(self, data: bytes, frame_id: int | None, timestamp: float | None) -> None:
@@ -126,8 +141,9 @@ class Session:
         fut.set_result(exc)
         self._enqueue(frame_id, None, fut, None)
 
-    def _enqueue(self, frame_id: int | None, timestamp: float | None, fut: asyncio.Future[Outcome],
-                 job: Job | None) -> None:
+    def _enqueue(
+        self, frame_id: int | None, timestamp: float | None, fut: asyncio.Future[Outcome], job: Job | None
+    ) -> None:
         self._seq += 1
         self.counters.received += 1
         self.services.metrics.frames_received.inc()
@@ -156,7 +172,8 @@ class Session:
         det = self._cfg.detection
         p = self.params
         return {
-            "type": "config", "fps_limit": self.fps.limit,
+            "type": "config",
+            "fps_limit": self.fps.limit,
             "confidence": det.confidence if p.confidence is None else p.confidence,
             "iou": det.iou if p.iou is None else p.iou,
             "classes": None if p.classes is None else [self.labels[i] for i in sorted(p.classes)],
@@ -218,23 +235,44 @@ class Session:
         svc.stats.record_error()
         return dumps(error_reply(slot.frame_id, outcome)), [], None
 
-    def _publish(self, text: str, events: list[HazardEvent], change: FpsChange | None, detections: bool) -> None:
+    def _publish(
+        self, text: str, events: list[HazardEvent], change: FpsChange | None, detections: bool
+    ) -> None:
         hub = self.services.hub
         if detections:
             hub.publish(self.client_id, "detections", with_client(self.client_id, text))
         for ev in events:
             self.publish_hazard(ev)
         if change is not None:
-            hub.publish(self.client_id, "fps", dumps({"client_id": self.client_id, "type": "fps",
-                                                      "fps_limit": change.fps_limit, "reason": change.reason}))
+            hub.publish(
+                self.client_id,
+                "fps",
+                dumps(
+                    {
+                        "client_id": self.client_id,
+                        "type": "fps",
+                        "fps_limit": change.fps_limit,
+                        "reason": change.reason,
+                    }
+                ),
+            )
 
     def publish_hazard(self, ev: HazardEvent) -> None:
         """Emit one hazard transition on SSE."""
-        self.services.hub.publish(self.client_id, "hazard", dumps({"client_id": self.client_id, **ev.to_json()}))
+        self.services.hub.publish(
+            self.client_id, "hazard", dumps({"client_id": self.client_id, **ev.to_json()})
+        )
 
     def summary(self) -> dict[str, Any]:
         """Per-session figures for dashboards."""
         c = self.counters
-        return {"session_id": self.id, "client_id": self.client_id, "fps_limit": self.fps.limit,
-                "received": c.received, "processed": c.processed, "dropped": dict(c.dropped),
-                "errors": dict(c.errors), "unanswered": self.unanswered}
+        return {
+            "session_id": self.id,
+            "client_id": self.client_id,
+            "fps_limit": self.fps.limit,
+            "received": c.received,
+            "processed": c.processed,
+            "dropped": dict(c.dropped),
+            "errors": dict(c.errors),
+            "unanswered": self.unanswered,
+        }

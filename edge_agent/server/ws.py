@@ -15,8 +15,16 @@ from ..config import Config
 from ..engine import Engine
 from .auth import access_problem
 from .keys import CONFIG_KEY, ENGINE_KEY, EVENTS_KEY, METRICS_KEY, SCHEDULER_KEY, SESSIONS_KEY, STATS_KEY
-from .protocol import BadBase64, BadMessage, ConfigMsg, FrameMsg, MessageTooLarge, PingMsg, error_reply, parse_text
-from .registry import SessionRegistry
+from .protocol import (
+    BadBase64,
+    BadMessage,
+    ConfigMsg,
+    FrameMsg,
+    MessageTooLarge,
+    PingMsg,
+    error_reply,
+    parse_text,
+)
 from .session import Services, Session, dumps
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,9 @@ def device_json(engine: Engine) -> dict[str, Any]:
     return {"device": d.selected, "executing": list(d.executing)}
 
 
-async def _refuse(ws: web.WebSocketResponse, app: web.Application, code: int, reason: str, label: str) -> None:
+async def _refuse(
+    ws: web.WebSocketResponse, app: web.Application, code: int, reason: str, label: str
+) -> None:
     app[METRICS_KEY].sessions_rejected.labels(reason=label).inc()
     await ws.close(code=code, message=reason.encode()[:120])
 
@@ -62,11 +72,15 @@ async def _admit(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -
         return None
     client_id = request.query.get("client_id") or f"client-{secrets.token_hex(4)}"
     if not CLIENT_ID.fullmatch(client_id):
-        await _refuse(ws, app, WSCloseCode.POLICY_VIOLATION, "client_id: 1-64 of A-Z a-z 0-9 . _ : @ -", "bad_client_id")
+        await _refuse(
+            ws, app, WSCloseCode.POLICY_VIOLATION, "client_id: 1-64 of A-Z a-z 0-9 . _ : @ -", "bad_client_id"
+        )
         return None
     old = registry.by_client(client_id)
     if old is not None:
-        await old.ws.close(code=WSCloseCode.GOING_AWAY, message=b"replaced by a newer connection of this client_id")
+        await old.ws.close(
+            code=WSCloseCode.GOING_AWAY, message=b"replaced by a newer connection of this client_id"
+        )
     return client_id
 
 
@@ -89,8 +103,9 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     registry = app[SESSIONS_KEY]
     registry.add(session)
     writer = asyncio.create_task(session.async_run_writer())
-    services.hub.publish(client_id, "session", dumps({"client_id": client_id, "state": "connected",
-                                                      "session_id": session.id}))
+    services.hub.publish(
+        client_id, "session", dumps({"client_id": client_id, "state": "connected", "session_id": session.id})
+    )
     reason = "connection lost"
     try:
         await session.send(session.hello(model_json(engine), device_json(engine)))
@@ -102,9 +117,19 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
         registry.remove(session)
         for ev in session.hazards.end_all("client disconnected"):
             session.publish_hazard(ev)
-        services.hub.publish(client_id, "session", dumps({
-            "client_id": client_id, "state": "disconnected", "session_id": session.id,
-            "reason": reason, **session.summary()}))
+        services.hub.publish(
+            client_id,
+            "session",
+            dumps(
+                {
+                    "client_id": client_id,
+                    "state": "disconnected",
+                    "session_id": session.id,
+                    "reason": reason,
+                    **session.summary(),
+                }
+            ),
+        )
     return ws
 
 
@@ -133,14 +158,18 @@ async def _receive_loop(ws: web.WebSocketResponse, session: Session, cfg: Config
         elif msg.type == WSMsgType.ERROR:
             return f"protocol error: {ws.exception()}"
         else:  # CLOSE, CLOSING, CLOSED
-            return "closed by client" if ws.close_code in (None, WSCloseCode.OK) else f"closed ({ws.close_code})"
+            return (
+                "closed by client" if ws.close_code in (None, WSCloseCode.OK) else f"closed ({ws.close_code})"
+            )
 
 
 async def _on_text(session: Session, text: str, cfg: Config) -> None:
     """Handle one text message; bad ones get a bad_message error and the session goes on."""
     try:
         if len(text) > cfg.streaming.max_text_bytes:
-            raise MessageTooLarge(f"text message of {len(text)} bytes, the limit is {cfg.streaming.max_text_bytes}")
+            raise MessageTooLarge(
+                f"text message of {len(text)} bytes, the limit is {cfg.streaming.max_text_bytes}"
+            )
         msg = parse_text(text, cfg.streaming.max_fps)
         if isinstance(msg, FrameMsg):
             session.frame(msg.image, msg.frame_id, msg.timestamp)
@@ -152,6 +181,3 @@ async def _on_text(session: Session, text: str, cfg: Config) -> None:
         session.frame_error(exc.frame_id, exc)  # a frame after all: numbered and answered in order
     except BadMessage as exc:
         await session.send(error_reply(None, exc))
-
-
-__all__ = ["stream_handler", "SessionRegistry"]
