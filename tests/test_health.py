@@ -149,7 +149,7 @@ async def test_stall_fails_readiness_but_not_liveness(config: Config, make_clien
 
 
 async def test_fault_route_is_404_by_default(config: Config, make_client: Any) -> None:
-    app, client = await make_client(config)
+    _, client = await make_client(config)
     assert (await client.post("/debug/fault/stall")).status == 404
     assert (await client.get("/readyz")).status == 200
 
