@@ -77,3 +77,39 @@ def with_dimensions(jpeg: bytes, width: int, height: int) -> bytes:
         if at > 0:
             return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9 :]
     raise AssertionError("no SOF marker")
+
+
+class SseReader:
+    """Parses an SSE response into events ({id, event, data}) and comments ({comment})."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+
+    async def next(self, timeout: float = 30.0, comments: bool = False) -> dict[str, Any]:
+        """The next event (or comment when asked); raises EOFError when the stream ends."""
+        fields: dict[str, Any] = {}
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.resp.content.readline()
+                if not raw:
+                    raise EOFError("stream ended")
+                line = raw.decode().rstrip("\n")
+                if line.startswith(":"):
+                    if comments:
+                        return {"comment": line[1:].strip()}
+                    continue
+                if not line:
+                    if "data" in fields:
+                        fields["json"] = json.loads(fields["data"])
+                        return fields
+                    fields = {}  # e.g. the `retry:` block
+                    continue
+                key, _, value = line.partition(": ")
+                fields[key] = int(value) if key == "id" else value
+
+    async def until(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Skip to the next event of one kind."""
+        while True:
+            ev = await self.next(timeout)
+            if ev.get("event") == event:
+                return ev
