@@ -52,17 +52,32 @@ class FrameBuffers:
         self.cols = np.empty(0, np.uint8)  # scratch when the target region is not contiguous (pillarbox)
         self.last_box: tuple[int, int, int, int] | None = None
 
-    def decode_into(self, data: bytes, width: int, height: int, min_w: int, min_h: int) -> np.ndarray:
-        """Decode RGB with DCT scaling down towards (min_w, min_h), into the pooled buffer."""
+    def decode_into(self, data: bytes, width: int, height: int, target_w: int, target_h: int) -> np.ndarray:
+        """Decode RGB into the pooled buffer, DCT-scaled by 1/2, 1/4 or 1/8 when the frame is that much larger."""
         if width * height * 3 > self.decode.size:
             self.decode = np.empty(width * height * 3, np.uint8)
+        factor = dct_factor(width, height, target_w, target_h)
         try:
             return simplejpeg.decode_jpeg(
-                data, colorspace="RGB", min_width=min_w, min_height=min_h, buffer=self.decode,
-                fastdct=True, fastupsample=True,
+                data, colorspace="RGB", min_width=-(-width // factor), min_height=-(-height // factor),
+                buffer=self.decode, fastdct=True, fastupsample=True,
             )
         except ValueError as exc:
             raise TruncatedJpeg(f"JPEG data is corrupt or truncated: {exc}") from None
+
+
+def dct_factor(width: int, height: int, target_w: int, target_h: int) -> int:
+    """Largest power-of-two downscale that still covers the letterboxed size.
+
+    libjpeg-turbo scales by n/8 in the IDCT; 1/2, 1/4 and 1/8 are much cheaper than a full decode, while
+    factors like 5/8 cost more than decoding at full size (measured), so only powers of two are used.
+    """
+    scale = min(target_w / width, target_h / height)
+    need_w, need_h = width * scale, height * scale
+    factor = 1
+    while factor < 8 and width / (factor * 2) >= need_w and height / (factor * 2) >= need_h:
+        factor *= 2
+    return factor
 
 
 @lru_cache(maxsize=32)

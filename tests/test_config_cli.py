@@ -112,3 +112,11 @@ def test_cli_devices_reports_choice_and_reason(default_model: Path, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("CPU")
     assert "auto picks: CPU (executing on CPU): no Intel GPU or NPU found" in proc.stdout
+
+
+def test_shipped_config_file_is_the_rendered_documentation() -> None:
+    from edge_agent.config_doc import render_default_toml
+
+    assert (REPO / "configs" / "config.toml").read_text() == render_default_toml(), (
+        "regenerate with: edge-agent config default > configs/config.toml"
+    )
