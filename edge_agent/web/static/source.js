@@ -46,7 +46,9 @@ export class FrameSource {
     }
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
+      // resizeMode 'none': the camera's own picture, never cropped to fit the ideal size.
+      const video = { width: { ideal: 1280 }, height: { ideal: 720 }, resizeMode: 'none' };
+      stream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
     } catch (err) {
       throw new Error(cameraErrorMessage(err));
     }

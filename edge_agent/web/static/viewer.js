@@ -36,7 +36,8 @@ function showHazards(el, names) {
 function setState(section, key, value, detail = '') {
   state[key].state = value;
   section.dataset.state = value;
-  setText(`${key}-state`, detail ? `${value}: ${detail}` : value);
+  setText(`${key}-state`, value);
+  $(`${key}-state`).title = detail;
 }
 
 function describeModel(model) {
@@ -46,8 +47,18 @@ function describeModel(model) {
   return `${model.name}${size}${labels}`;
 }
 
+/** The device as a string, or as {selected, executing, fallback, reason}. */
+function describeDevice(device) {
+  if (!device) return '–';
+  if (typeof device === 'string') return device;
+  const executing = Array.isArray(device.executing) && device.executing.length ? device.executing.join(', ') : '';
+  const name = device.selected || device.name || executing || JSON.stringify(device);
+  const runs = executing && executing !== name ? ` (runs on ${executing})` : '';
+  return `${name}${runs}${device.fallback && device.reason ? ` · fallback: ${device.reason}` : ''}`;
+}
+
 function showServerFacts(device, model) {
-  setText('info-device', device || '–');
+  setText('info-device', describeDevice(device));
   setText('info-model', describeModel(model));
 }
 
@@ -71,7 +82,9 @@ function liveHandlers() {
       live.retryDelay = 1000;
       setText('stat-client', msg.client_id);
       setText('stat-limit', fmt(msg.fps_limit, 1));
-      showServerFacts(msg.device, msg.model);
+      setText('stat-limit-why', 'session start');
+      live.client.control({ type: 'config' });  // the reply carries the effective confidence for the slider
+      showServerFacts({ selected: msg.device, executing: msg.executing }, msg.model);
       $('confidence').disabled = false;
       $('btn-observe-own').disabled = false;
       if (!$('observe-id').value) $('observe-id').value = msg.client_id;
@@ -89,7 +102,10 @@ function liveHandlers() {
       const where = msg.frame_id ? ` (frame ${msg.frame_id})` : '';
       showError(`Server error ${msg.code}${where}: ${msg.message}`, { key: `live:${msg.code}`, group: 'live' });
     },
-    onFps: (msg) => setText('stat-limit', `${fmt(msg.fps_limit, 1)} (${msg.reason || 'changed'})`),
+    onFps: (msg) => {
+      setText('stat-limit', fmt(msg.fps_limit, 1));
+      setText('stat-limit-why', msg.reason || '');
+    },
     onConfig: (msg) => {
       if (typeof msg.fps_limit === 'number') setText('stat-limit', fmt(msg.fps_limit, 1));
       if (typeof msg.confidence === 'number') {
@@ -105,7 +121,8 @@ async function onLiveClosed({ code, reason, opened }) {
   state.live.session = null;
   $('confidence').disabled = true;
   if (!live.source.kind) return setState(live.section, 'live', 'idle');
-  if (code === 1008 || (!opened && code === 1006 && (await needsToken()))) {
+  const tokenProblem = code === 1008 && (!reason || /token/i.test(reason));
+  if (tokenProblem || (!opened && code === 1006 && (await needsToken()))) {
     setState(live.section, 'live', 'auth', 'access token required');
     const token = await tokens.ask(tokens.value ? 'The server rejected the token. Enter the right one.'
       : 'This server requires an access token.');
@@ -114,6 +131,12 @@ async function onLiveClosed({ code, reason, opened }) {
     return stopLive('auth');
   }
   setState(live.section, 'live', 'error', `closed (${code})`);
+  clearOverlay(live.overlay);
+  if (code === 1008 || /replaced/i.test(reason)) {
+    // Retrying cannot help (e.g. a bad client id, or another viewer took over this client id).
+    showError(`Detection stream closed (code ${code}): ${reason || 'refused by the server'}.`, { key: 'live:closed', group: 'live' });
+    return stopLive('error');
+  }
   showError(`Detection stream closed (code ${code})${reason ? `: ${reason}` : ''}. Reconnecting in `
     + `${Math.round(live.retryDelay / 1000)} s…`, { key: 'live:closed', group: 'live' });
   live.retry = setTimeout(connectLive, live.retryDelay);
@@ -165,7 +188,7 @@ function stopLive(reason = 'stopped') {
   $('live-placeholder').hidden = false;
   $('btn-stop').disabled = true;
   showHazards($('live-hazards'), []);
-  setState(live.section, 'live', reason === 'auth' ? 'auth' : 'idle');
+  setState(live.section, 'live', reason === 'stopped' ? 'idle' : reason);
 }
 
 function refreshLiveStats() {
@@ -174,8 +197,10 @@ function refreshLiveStats() {
   setText('stat-fps', fmt(s.fps, 1));
   setText('stat-latency', s.latency === null ? '–' : `${fmt(s.latency, 0)} ms`);
   setText('stat-server', s.serverTime === null ? '–' : `${fmt(s.serverTime, 0)} ms`);
-  setText('stat-frames', `${s.processed} / ${s.sent} sent`);
-  setText('stat-dropped', `${s.droppedTotal} (rate ${s.dropped.rate || 0}, backpressure ${s.dropped.backpressure || 0})`);
+  setText('stat-frames', String(s.processed));
+  setText('stat-sent', `of ${s.sent} sent`);
+  setText('stat-dropped', String(s.droppedTotal));
+  setText('stat-dropped-why', `rate ${s.dropped.rate || 0} · backpressure ${s.dropped.backpressure || 0}`);
   setText('stat-errors', String(s.errors));
   live.section.dataset.dropped = String(s.droppedTotal);
 }
@@ -200,6 +225,19 @@ function logEntry(kind, text) {
   observer.section.dataset.logCount = String(state.observer.log.length);
 }
 
+/** "2× person, bus" */
+function countLabels(detections) {
+  const counts = new Map();
+  for (const d of detections) counts.set(d.label, (counts.get(d.label) || 0) + 1);
+  return [...counts].map(([label, n]) => (n > 1 ? `${n}× ${label}` : label)).join(', ');
+}
+
+function setActiveHazards(rules) {
+  state.observer.active = [...new Set(rules)];
+  observer.section.dataset.hazards = state.observer.active.join(',');
+  showHazards($('observer-hazards'), state.observer.active);
+}
+
 function onObserverEvent({ event, data }) {
   let msg;
   try {
@@ -216,7 +254,10 @@ function onObserverEvent({ event, data }) {
     if (Array.isArray(msg.image_size)) $('observer-overlay').parentElement.style.aspectRatio = msg.image_size.join(' / ');
     $('observer-placeholder').hidden = true;
     state.observer.drawn = drawDetections(observer.overlay, msg, hazardTest(msg), { frame: true });
-    setText('obs-objects', msg.detections.map((d) => d.label).join(', ') || 'none');
+    setText('obs-objects', countLabels(msg.detections) || 'none');
+    // A dashboard that joins late learns of already active hazards from the replies' rule list.
+    const active = hazardsOf(msg).filter((h) => h.active).map((h) => h.rule);
+    if (active.some((rule) => !state.observer.active.includes(rule))) setActiveHazards([...state.observer.active, ...active]);
     observer.section.dataset.labels = msg.detections.map((d) => d.label).join(',');
     const t = observer.times;
     setText('obs-fps', t.length > 1 ? fmt((t.length - 1) / ((t[t.length - 1] - t[0]) / 1000), 1) : '–');
@@ -224,15 +265,14 @@ function onObserverEvent({ event, data }) {
     const rule = msg.rule || msg.name || 'hazard';
     const active = new Set(state.observer.active);
     if (msg.state === 'started') active.add(rule); else active.delete(rule);
-    state.observer.active = [...active];
-    observer.section.dataset.hazards = state.observer.active.join(',');
-    showHazards($('observer-hazards'), state.observer.active);
+    setActiveHazards(active);
     logEntry(msg.state === 'started' ? 'started' : 'ended',
       `${rule} ${msg.state}${msg.frame_id ? ` at frame ${msg.frame_id}` : ''}${msg.reason ? ` (${msg.reason})` : ''}`);
   } else if (event === 'session') {
     logEntry('session', `client ${msg.state || msg.event || 'changed'}${msg.session_id ? ` (session ${msg.session_id})` : ''}`);
   } else if (event === 'fps') {
-    setText('obs-limit', `${fmt(msg.fps_limit, 1)}${msg.reason ? ` (${msg.reason})` : ''}`);
+    setText('obs-limit', fmt(msg.fps_limit, 1));
+    setText('obs-limit-why', msg.reason || '');
   }
 }
 
@@ -280,7 +320,7 @@ async function loadInfo() {
     const resp = await fetch('/v1/info', { cache: 'no-store' });
     if (!resp.ok) return;
     state.info = await resp.json();
-    if (!state.live.session) showServerFacts(state.info.device, state.info.model);
+    if (!state.live.session) showServerFacts({ selected: state.info.device, executing: state.info.executing }, state.info.model);
   } catch {
     // The facts also arrive with the session message; nothing to report here.
   }
