@@ -145,14 +145,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark WebSocket clients against a running server (see edge_agent.server.bench)."""
     from .server import bench
 
-    return bench.main(args.rest)
+    return int(bench.main(args.rest))
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
     """Browse the LAN for agents (see edge_agent.appliance.discover)."""
     from .appliance import discover
 
-    return discover.main(args.rest)
+    return int(discover.main(args.rest))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
-from pathlib import Path
-from typing import Any, Literal, Mapping
-
 import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -105,7 +105,7 @@ class StreamingConfig(_Section):
     keepalive_interval: float = Field(15.0, gt=0, description="Seconds between SSE keep-alive comments.")
 
     @model_validator(mode="after")
-    def _fps_order(self) -> "StreamingConfig":
+    def _fps_order(self) -> StreamingConfig:
         if not self.min_fps <= self.default_fps <= self.max_fps:
             raise ValueError("need min_fps <= default_fps <= max_fps")
         return self
@@ -122,7 +122,7 @@ class HazardRule(_Section):
     clear_frames: int = Field(5, ge=1, description="Consecutive clear frames before the hazard ends.")
 
     @model_validator(mode="after")
-    def _zone_points(self) -> "HazardRule":
+    def _zone_points(self) -> HazardRule:
         if self.zone is not None:
             if len(self.zone) < 3:
                 raise ValueError("zone needs at least 3 points")

@@ -58,12 +58,13 @@ class FrameBuffers:
             self.decode = np.empty(width * height * 3, np.uint8)
         factor = dct_factor(width, height, target_w, target_h)
         try:
-            return simplejpeg.decode_jpeg(
+            image: np.ndarray = simplejpeg.decode_jpeg(
                 data, colorspace="RGB", min_width=-(-width // factor), min_height=-(-height // factor),
                 buffer=self.decode, fastdct=True, fastupsample=True,
             )
         except ValueError as exc:
             raise TruncatedJpeg(f"JPEG data is corrupt or truncated: {exc}") from None
+        return image
 
 
 def dct_factor(width: int, height: int, target_w: int, target_h: int) -> int:

@@ -6,7 +6,6 @@ import asyncio
 import tracemalloc
 
 import numpy as np
-import pytest
 import simplejpeg
 
 from edge_agent.engine import Engine

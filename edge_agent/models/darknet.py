@@ -25,7 +25,7 @@ class Section:
     kind: str
     options: dict[str, str] = field(default_factory=dict)
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def get_int(self, key: str, default: int | None = None) -> int:
         """Integer option, or the default; a missing required option is a ModelError."""
         if key not in self.options:
             if default is None:
@@ -33,7 +33,7 @@ class Section:
             return default
         return int(self.options[key])
 
-    def ints(self, key: str) -> list[int]:
+    def get_ints(self, key: str) -> list[int]:
         """Comma-separated integer list option."""
         return [int(v) for v in self.options.get(key, "").split(",") if v.strip()]
 
@@ -91,11 +91,11 @@ class YoloHead:
 
 
 def _conv(x: Output, sec: Section, channels: int, reader: WeightReader) -> tuple[Output, int]:
-    filters, size = sec.int("filters"), sec.int("size", 1)
-    stride, pad = sec.int("stride", 1), sec.int("pad", 0)
-    padding = size // 2 if pad else sec.int("padding", 0)
+    filters, size = sec.get_int("filters"), sec.get_int("size", 1)
+    stride, pad = sec.get_int("stride", 1), sec.get_int("pad", 0)
+    padding = size // 2 if pad else sec.get_int("padding", 0)
     bias = reader.take(filters).copy()
-    if sec.int("batch_normalize", 0):
+    if sec.get_int("batch_normalize", 0):
         scale, mean, var = reader.take(filters), reader.take(filters), reader.take(filters)
         weights = reader.take(filters * channels * size * size).reshape(filters, channels, size, size)
         factor = scale / np.sqrt(var + BN_EPS)
@@ -120,15 +120,15 @@ def _conv(x: Output, sec: Section, channels: int, reader: WeightReader) -> tuple
 
 
 def _maxpool(x: Output, sec: Section) -> Output:
-    size, stride = sec.int("size", 2), sec.int("stride", 2)
-    pad_total = sec.int("padding", size - 1)
+    size, stride = sec.get_int("size", 2), sec.get_int("stride", 2)
+    pad_total = sec.get_int("padding", size - 1)
     begin = pad_total // 2
     return ops.max_pool(x, [stride, stride], [1, 1], [begin, begin], [pad_total - begin] * 2, [size, size],
                         rounding_type="floor").output(0)
 
 
 def _upsample(x: Output, sec: Section) -> Output:
-    stride = float(sec.int("stride", 2))
+    stride = float(sec.get_int("stride", 2))
     return ops.interpolate(
         x, ops.constant(np.array([1.0, 1.0, stride, stride], dtype=np.float32)), mode="nearest",
         shape_calculation_mode="scales", coordinate_transformation_mode="asymmetric", nearest_mode="floor",
@@ -139,7 +139,7 @@ def build_model(cfg_text: str, weights_path: Path, labels: list[str]) -> tuple[o
     """Build the network described by cfg_text with weights; returns the model and its YOLO heads."""
     sections = parse_cfg(cfg_text)
     net = sections[0]
-    width, height, chans = net.int("width"), net.int("height"), net.int("channels", 3)
+    width, height, chans = net.get_int("width"), net.get_int("height"), net.get_int("channels", 3)
     param = ops.parameter([1, chans, height, width], np.float32, name="images")
     reader = WeightReader(weights_path)
     outputs: list[Output] = []
@@ -155,11 +155,11 @@ def build_model(cfg_text: str, weights_path: Path, labels: list[str]) -> tuple[o
         elif sec.kind == "upsample":
             x = _upsample(x, sec)
         elif sec.kind == "route":
-            picked = [i if i >= 0 else index + i for i in sec.ints("layers")]
+            picked = [i if i >= 0 else index + i for i in sec.get_ints("layers")]
             x = outputs[picked[0]] if len(picked) == 1 else ops.concat([outputs[i] for i in picked], 1).output(0)
             c = sum(widths[i] for i in picked)
         elif sec.kind == "shortcut":
-            src = sec.int("from")
+            src = sec.get_int("from")
             x = ops.add(x, outputs[src if src >= 0 else index + src]).output(0)
         elif sec.kind == "yolo":
             heads.append(_yolo_head(sec, len(heads), c))
@@ -181,10 +181,10 @@ def build_model(cfg_text: str, weights_path: Path, labels: list[str]) -> tuple[o
 
 
 def _yolo_head(sec: Section, index: int, channels: int) -> YoloHead:
-    flat = sec.ints("anchors")
+    flat = sec.get_ints("anchors")
     pairs = [(float(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
-    mask = sec.ints("mask") or list(range(len(pairs)))
-    classes = sec.int("classes")
+    mask = sec.get_ints("mask") or list(range(len(pairs)))
+    classes = sec.get_int("classes")
     if channels != len(mask) * (5 + classes):
         raise ModelError(f"[yolo] #{index} expects {len(mask) * (5 + classes)} input channels, got {channels}")
     return YoloHead(name=f"yolo_{index}", anchors=[pairs[m] for m in mask], num_classes=classes)

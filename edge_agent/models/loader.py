@@ -15,7 +15,7 @@ import yaml
 
 from ..errors import ModelError
 from ..types import ModelInfo
-from .decoders import Decoder, DarknetYoloDecoder, SsdDecoder, UltralyticsDecoder, check_outputs
+from .decoders import DarknetYoloDecoder, Decoder, SsdDecoder, UltralyticsDecoder, check_outputs
 
 DEFAULT_MODEL_NAME = "yolov3-tiny-coco"
 SSD_TF_INPUT = (300, 300)  # TF object-detection graphs take any size; SSDLite was trained at 300x300
