@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 HAZARD_RGB = (255, 59, 48)  # overlay.js HAZARD_COLOR
 CLIENT_ID = "viewer-e2e"
 TIMEOUT_MS = 30_000
-Serve = Callable[..., Awaitable[str]]
 
 
 def y4m_from_jpeg(jpeg: bytes, frames: int = 4) -> bytes:
@@ -57,24 +56,36 @@ def fake_camera(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, byte
     return path
 
 
-@pytest.fixture
-async def serve(config: Config) -> AsyncIterator[Serve]:
-    """Start the real app on 127.0.0.1 (any port), optionally with server settings; returns its base URL."""
-    runners: list[web.AppRunner] = []
+class Servers:
+    """Real apps on 127.0.0.1 (any port), each with optional [server] settings."""
 
-    async def start(**server: Any) -> str:
-        cfg = config.model_copy(deep=True)
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.runners: dict[str, web.AppRunner] = {}
+
+    async def start(self, **server: Any) -> str:
+        """Start one app; returns its base URL."""
+        cfg = self.config.model_copy(deep=True)
         for key, value in server.items():
             setattr(cfg.server, key, value)
         runner = web.AppRunner(create_app(LoadedConfig(config=cfg, sources={}, path=None)))
         await runner.setup()
-        runners.append(runner)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self.runners[base] = runner
+        return base
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    async def stop(self, base: str) -> None:
+        """Shut one app down the way SIGTERM does (sessions closed, engine drained)."""
+        await self.runners.pop(base).cleanup()
+
+
+@pytest.fixture
+async def servers(config: Config) -> AsyncIterator[Servers]:
+    started = Servers(config)
+    yield started
+    for base in list(started.runners):
+        await started.stop(base)
 
 
 @pytest.fixture
@@ -149,9 +160,9 @@ async def assert_box_drawn(page: Page, reply: dict[str, Any], index: int) -> Non
 
 
 async def test_camera_stream_shows_person_and_observer_logs_hazard(
-    serve: Serve, browser: Browser, photos: dict[str, bytes], artifacts: Path
+    servers: Servers, browser: Browser, photos: dict[str, bytes], artifacts: Path
 ) -> None:
-    base = await serve()
+    base = await servers.start()
     problems: list[str] = []
     # The dashboard subscribes first, before the client exists, so it sees the hazard start.
     observer = await open_page(browser, f"{base}/?observe={CLIENT_ID}", problems)
@@ -210,9 +221,9 @@ async def test_camera_stream_shows_person_and_observer_logs_hazard(
 
 
 async def test_image_file_is_streamed_and_bad_files_are_reported(
-    serve: Serve, browser: Browser, photos: dict[str, bytes], tmp_path: Path
+    servers: Servers, browser: Browser, photos: dict[str, bytes], tmp_path: Path
 ) -> None:
-    base = await serve()
+    base = await servers.start()
     problems: list[str] = []
     page = await open_page(browser, base, problems)
     notes = tmp_path / "notes.txt"
@@ -235,11 +246,27 @@ async def test_image_file_is_streamed_and_bad_files_are_reported(
     assert await page.get_attribute("#live", "data-source") == "image"
     assert await page.evaluate("() => edgeViewer.live.drawn.length") == len(reply["detections"])
     assert await page.inner_text("#errors") == ""  # a good source clears the earlier error
+
+    # The confidence slider reconfigures the session: only the confident person is left.
+    await page.fill("#confidence", "0.8")
+    await page.wait_for_function(
+        "() => { const l = edgeViewer.live.last;"
+        "        return l.detections.length === 1 && l.detections[0].confidence >= 0.8; }",
+        timeout=TIMEOUT_MS,
+    )
+    assert await page.input_value("#confidence") == "0.8"
+
+    # The server going away is said plainly, and the page keeps trying to reconnect.
+    await servers.stop(base)
+    await page.wait_for_selector("#errors li", timeout=TIMEOUT_MS)
+    assert "Detection stream closed" in await page.inner_text("#errors")
+    assert "Reconnecting" in await page.inner_text("#errors")
+    assert await page.get_attribute("#live", "data-state") in ("error", "connecting")
     assert problems == []
 
 
-async def test_token_is_asked_for_and_wrong_tokens_are_reported(serve: Serve, browser: Browser) -> None:
-    base = await serve(token="s3cret-token")
+async def test_token_is_asked_for_and_wrong_tokens_are_reported(servers: Servers, browser: Browser) -> None:
+    base = await servers.start(token="s3cret-token")
     problems: list[str] = []
     page = await open_page(browser, f"{base}/?client_id=guarded", problems)
     await page.click("#btn-camera")
