@@ -175,8 +175,14 @@ class Engine:
     def _on_done(self, slot: _Slot) -> None:
         # Runs on an OpenVINO thread: hand over to the loop, never touch asyncio objects here directly.
         fut, loop = slot.future, self._loop
-        if fut is not None and loop is not None and not self._stalled:
-            loop.call_soon_threadsafe(_resolve, fut)
+        if fut is None or loop is None or self._stalled:
+            return
+        try:
+            slot.request.get_output_tensor(0)  # raises if the request ended in error
+        except RuntimeError as exc:
+            loop.call_soon_threadsafe(_fail, fut, InferenceError(f"inference failed: {exc}"))
+            return
+        loop.call_soon_threadsafe(_resolve, fut)
 
     async def async_stop(self, timeout: float = 10.0) -> None:
         """Wait (bounded) for in-flight requests, then release the model and threads."""
@@ -249,7 +255,7 @@ class Engine:
             detections = await self._loop.run_in_executor(
                 self._executor, self._finish, slot, scale, dx, dy, (width, height), params
             )
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # OpenVINO errors from start_async or reading outputs
             raise InferenceError(f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         finally:
             self._release(slot)
@@ -276,3 +282,8 @@ class Engine:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _fail(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
