@@ -52,7 +52,8 @@ async def test_index_is_html_with_a_strict_policy(client: Client) -> None:
 
 async def test_every_referenced_asset_is_served_with_its_type(client: Client) -> None:
     assets = referenced_assets()
-    assert {"viewer.css", "viewer.js", "stream.js", "events.js", "overlay.js", "source.js", "ui.js"} <= assets
+    modules = {"viewer.js", "live.js", "observer.js", "stream.js", "events.js", "overlay.js", "source.js", "ui.js"}
+    assert {"viewer.css", *modules} <= assets
     for name in sorted(assets):
         resp = await client.get(f"/viewer/{name}")
         assert resp.status == 200, name

@@ -84,3 +84,14 @@ export function drawDetections(canvas, reply, isHazard, { frame = false } = {}) 
   });
   return drawn;
 }
+
+/** Rules a reply triggers: [{rule, active, detections: [index…], confidence}] (plain names are accepted too). */
+export function hazardsOf(reply) {
+  return (reply.hazards || []).map((h) => (typeof h === 'string' ? { rule: h, active: true, detections: [] } : h));
+}
+
+/** A predicate (det, index) => true for the detections that trigger a hazard rule in this reply. */
+export function hazardTest(reply) {
+  const hits = new Set(hazardsOf(reply).flatMap((h) => h.detections || []));
+  return (_det, i) => hits.has(i);
+}

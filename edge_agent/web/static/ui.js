@@ -14,6 +14,20 @@ export function fmt(value, digits) {
   return typeof value === 'number' && Number.isFinite(value) ? value.toFixed(digits) : '–';
 }
 
+/** Show the hazard banner for these rule names (hidden when there are none). */
+export function showHazards(el, names) {
+  el.hidden = names.length === 0;
+  el.textContent = names.length ? `⚠ Hazard: ${names.join(', ')}` : '';
+}
+
+/** Set a panel's state: its data-state attribute, the badge with id `${name}-state`, and state.state. */
+export function setPanelState(section, name, state, value, detail = '') {
+  state.state = value;
+  section.dataset.state = value;
+  setText(`${name}-state`, value);
+  document.getElementById(`${name}-state`).title = detail;
+}
+
 /** Show an error plainly at the top of the page; a repeated key updates one entry and counts repeats. */
 export function showError(text, { key = text, group = 'page' } = {}) {
   const list = document.getElementById('errors');
