@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from edge_agent.config import Config, LoadedConfig
 from edge_agent.server.app import create_app
+from edge_agent.web import setup_viewer
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAZARD_RGB = (255, 59, 48)  # overlay.js HAZARD_COLOR
@@ -297,3 +298,32 @@ async def test_token_is_asked_for_and_wrong_tokens_are_reported(servers: Servers
     await dash.wait_for_function("() => edgeViewer.observer.last !== null", timeout=TIMEOUT_MS)
     assert "token" not in dash.url
     assert problems == []
+
+
+async def test_sse_parser_handles_any_chunking(browser: Browser) -> None:
+    """The page's SSE parser gives the same events however the network splits the stream."""
+    app = web.Application()
+    setup_viewer(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+        stream = (': keep-alive\n\nid: 7\nevent: hazard\ndata: {"rule":\r\ndata: "person"}\r\n\r\n'
+                  "id: 8\rdata\r\r: comment\nevent: fps\ndata: 5\n\n")
+        expected = [
+            {"event": "hazard", "data": '{"rule":\n"person"}', "id": "7"},
+            {"event": "message", "data": "", "id": "8"},
+            {"event": "fps", "data": "5", "id": None},
+        ]
+        for size in (1, 2, 3, 5, 7, len(stream)):
+            chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+            events = await page.evaluate(
+                """async (chunks) => { const { SseParser } = await import('/viewer/events.js');
+                                       const p = new SseParser(); return chunks.flatMap((c) => p.feed(c)); }""",
+                chunks,
+            )
+            assert events == expected, size
+    finally:
+        await runner.cleanup()

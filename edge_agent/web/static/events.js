@@ -19,9 +19,12 @@ export class SseParser {
   }
 
   feed(text) {
-    this.buffer += text;
-    const lines = this.buffer.split(/\r\n|\r|\n/);
-    this.buffer = lines.pop();
+    let pending = this.buffer + text;
+    // A chunk ending in CR may be the first half of CRLF: keep it until the next chunk says.
+    const hold = pending.endsWith('\r') ? '\r' : '';
+    if (hold) pending = pending.slice(0, -1);
+    const lines = pending.split(/\r\n|\r|\n/);
+    this.buffer = lines.pop() + hold;
     const out = [];
     for (const line of lines) {
       if (line === '') {
