@@ -193,7 +193,7 @@ class BrokenGpuCore:
 @pytest.fixture
 async def fallback_engine(config: Config) -> AsyncIterator[Engine]:
     auto = config.model_copy(update={"engine": config.engine.model_copy(update={"device": "auto"})})
-    engine = Engine(auto, BrokenGpuCore())  # type: ignore[arg-type]
+    engine = Engine(auto, BrokenGpuCore())  # a fake at the OpenVINO Core boundary
     await engine.async_start()
     yield engine
     await engine.async_stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,12 @@ from tests.test_notify_harness import NotifySocket
 
 
 @pytest.fixture(params=["path", "abstract"])
-def listener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NotifySocket:
+def listener(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path, abstract=request.param == "abstract")
     monkeypatch.setenv("NOTIFY_SOCKET", sock.env_value)
-    yield sock  # type: ignore[misc]
+    yield sock
     sock.close()
 
 

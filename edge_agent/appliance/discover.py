@@ -144,3 +144,7 @@ def main(argv: list[str]) -> int:
         print(f"no Edge Agents answered within {args.timeout:g}s", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from .. import __version__
 from ..server.keys import CONFIG_KEY, ENGINE_KEY
+from .identity import Identity
 from .keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY
 from .netifs import select_addresses
 
@@ -46,8 +48,15 @@ def txt_record(app: web.Application) -> dict[str, str]:
 
 def _dns_label(text: str) -> str:
     """A host label zeroconf accepts: letters, digits and hyphens."""
-    cleaned = "".join(c if c.isalnum() else "-" for c in text.strip()).strip("-")
-    return cleaned[:63] or "edge-agent"
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.strip()).strip("-")
+    return cleaned[:54] or "edge-agent"
+
+
+def mdns_host(identity: Identity) -> str:
+    """Our own A-record name: host name plus a device-id tag, so cloned boxes sharing a host name
+    (and avahi's plain <hostname>.local) never merge their addresses under one name."""
+    tag = hashlib.sha256(identity.device_id.encode()).hexdigest()[:8]
+    return f"{_dns_label(identity.hostname)}-{tag}.local."
 
 
 class Advertiser:
@@ -80,7 +89,7 @@ class Advertiser:
             f"{instance}.{type_}",
             port=self._port(),
             properties=txt_record(self._app),
-            server=f"{_dns_label(self._app[IDENTITY_KEY].hostname)}.local.",
+            server=mdns_host(self._app[IDENTITY_KEY]),
             parsed_addresses=addresses,
         )
 

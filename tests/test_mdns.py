@@ -1,0 +1,237 @@
+"""mDNS for real on loopback: registration of both types, TXT, conflict renaming, updates, goodbye, discover."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from zeroconf import ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from edge_agent import __version__
+from edge_agent.appliance import mark_listening
+from edge_agent.appliance.identity import device_id
+from edge_agent.appliance.keys import IDENTITY_KEY, LIFECYCLE_KEY
+from edge_agent.appliance.mdns import AGENT_TYPE, HTTP_TYPE
+from edge_agent.appliance.netifs import select_addresses
+from edge_agent.config import Config, LoadedConfig
+from edge_agent.server.app import create_app
+from edge_agent.server.keys import CONFIG_KEY
+
+LOOPBACK = ["127.0.0.1"]
+
+
+def _nic(*ips: str) -> list[SimpleNamespace]:
+    return [SimpleNamespace(family=socket.AF_INET, address=ip) for ip in ips] + [
+        SimpleNamespace(family=socket.AF_INET6, address="fe80::1")
+    ]
+
+
+def test_default_interfaces_skip_loopback_virtual_and_down() -> None:
+    addrs = {
+        "lo": _nic("127.0.0.1"),
+        "eth0": _nic("192.168.1.20"),
+        "wlan0": _nic("10.0.0.7"),
+        "docker0": _nic("172.17.0.1"),
+        "br-5a1b2c": _nic("172.18.0.1"),
+        "veth12ab": _nic("169.254.3.3"),
+        "virbr0": _nic("192.168.122.1"),
+        "eth1": _nic("192.168.9.9"),
+    }
+    stats = {name: SimpleNamespace(isup=name != "eth1") for name in addrs}
+    assert select_addresses([], addrs, stats) == ["10.0.0.7", "192.168.1.20"]
+    # Configured: interface names resolve to their addresses; literal addresses are kept as given.
+    assert select_addresses(["docker0", "127.0.0.1"], addrs, stats) == ["127.0.0.1", "172.17.0.1"]
+    assert select_addresses(["nosuch0"], addrs, stats) == []
+
+
+def test_device_id_prefers_provisioned_file(tmp_path: Path) -> None:
+    machine = tmp_path / "machine-id"
+    machine.write_text("3d1219c7c4c5404aaa1f6d2a48adfda4\n")
+    derived = device_id(tmp_path / "absent", (machine,))
+    assert len(derived) == 16 and int(derived, 16) >= 0
+    assert derived == device_id(tmp_path / "absent", (machine,))  # stable across restarts
+    assert derived not in machine.read_text()  # the raw machine id is not published
+    provisioned = tmp_path / "device-id"
+    provisioned.write_text("edge-0042\n")
+    assert device_id(provisioned, (machine,)) == "edge-0042"
+
+
+class Browser:
+    """A real zeroconf browser on loopback recording (type, name, change) events."""
+
+    def __init__(self) -> None:
+        self.zc = AsyncZeroconf(interfaces=LOOPBACK)
+        self.events: list[tuple[str, str, ServiceStateChange]] = []
+        self._changed = asyncio.Event()
+        self.browser = AsyncServiceBrowser(self.zc.zeroconf, [AGENT_TYPE, HTTP_TYPE], handlers=[self._on])
+
+    def _on(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        self.events.append((service_type, name, state_change))
+        self._changed.set()
+
+    async def wait(self, type_: str, name: str, change: ServiceStateChange, timeout: float = 10.0) -> None:
+        """Until that event was seen (fails on timeout)."""
+        async with asyncio.timeout(timeout):
+            while (type_, name, change) not in self.events:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def resolve(self, type_: str, name: str) -> AsyncServiceInfo:
+        info = AsyncServiceInfo(type_, name)
+        assert await info.async_request(self.zc.zeroconf, 3000), f"{name} did not resolve"
+        return info
+
+    async def close(self) -> None:
+        await self.browser.async_cancel()
+        await self.zc.async_close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    b = Browser()
+    yield b
+    await b.close()
+
+
+def _advertised(config: Config, instance: str, **server: Any) -> LoadedConfig:
+    cfg = config.model_copy(deep=True)
+    cfg.mdns.enabled, cfg.mdns.instance_name, cfg.mdns.interfaces = True, instance, LOOPBACK
+    for key, value in server.items():
+        setattr(cfg.server, key, value)
+    return LoadedConfig(config=cfg, sources={}, path=None)
+
+
+async def _serve(loaded: LoadedConfig) -> tuple[web.Application, web.AppRunner, int]:
+    app = create_app(loaded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    mark_listening(app, [port])
+    return app, runner, port
+
+
+@pytest.fixture
+def instance() -> str:
+    return f"edge-test-{uuid.uuid4().hex[:8]}"
+
+
+async def test_registers_both_types_with_txt(config: Config, browser: Browser, instance: str) -> None:
+    app, runner, port = await _serve(_advertised(config, instance))
+    try:
+        name = f"{instance}.{AGENT_TYPE}"
+        await browser.wait(AGENT_TYPE, name, ServiceStateChange.Added)
+        await browser.wait(HTTP_TYPE, f"{instance}.{HTTP_TYPE}", ServiceStateChange.Added)
+        info = await browser.resolve(AGENT_TYPE, name)
+        assert info.parsed_addresses() == LOOPBACK and info.port == port
+        assert info.decoded_properties == {
+            "version": __version__,
+            "model": "yolov3-tiny",
+            "device": "CPU",
+            "ws": "/stream/detection",
+            "sse": "/stream/events",
+            "health": "/healthz",
+            "path": "/",
+            "auth": "none",
+            "id": app[IDENTITY_KEY].device_id,
+        }
+        viewer = await browser.resolve(HTTP_TYPE, f"{instance}.{HTTP_TYPE}")
+        assert viewer.port == port and viewer.decoded_properties["path"] == "/"
+    finally:
+        await runner.cleanup()
+
+
+# Name conflicts are tested across two network namespaces (test_mdns_netns.py): on one host, probes are QU
+# questions whose unicast answers reach only one of the SO_REUSEPORT sockets bound to 5353, so they are flaky.
+
+
+async def test_txt_follows_config_change_and_goodbye_on_shutdown(
+    config: Config, browser: Browser, instance: str
+) -> None:
+    app, runner, _ = await _serve(_advertised(config, instance))
+    name = f"{instance}.{AGENT_TYPE}"
+    try:
+        await browser.wait(AGENT_TYPE, name, ServiceStateChange.Added)
+        # What a SIGHUP reload does: swap the config, then signal the change.
+        app[CONFIG_KEY].value = _advertised(config, instance, token="s3cret")
+        app[LIFECYCLE_KEY].changed.set()
+        await browser.wait(AGENT_TYPE, name, ServiceStateChange.Updated)
+        assert (await browser.resolve(AGENT_TYPE, name)).decoded_properties["auth"] == "token"
+    finally:
+        await runner.cleanup()
+    # Goodbye packets: browsers drop the entry at once instead of after the 75-120 s TTL.
+    await browser.wait(AGENT_TYPE, name, ServiceStateChange.Removed, timeout=5)
+    await browser.wait(HTTP_TYPE, f"{instance}.{HTTP_TYPE}", ServiceStateChange.Removed, timeout=5)
+
+
+async def _discover(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edge_agent.appliance.discover",
+        "--interface",
+        "127.0.0.1",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_discover_lists_agents_with_health(config: Config, instance: str) -> None:
+    app, runner, port = await _serve(_advertised(config, instance))
+    try:
+        code, out, err = await _discover("--timeout", "2", "--json")
+        assert code == 0, err
+        agents = {a["name"]: a for a in json.loads(out)}
+        agent = agents[instance]
+        assert agent["addresses"] == LOOPBACK and agent["port"] == port
+        assert agent["txt"]["id"] == app[IDENTITY_KEY].device_id and agent["txt"]["model"] == "yolov3-tiny"
+        assert agent["health"] == "pass" and agent["health_detail"]["http_status"] == 200
+
+        code, out, _ = await _discover("--timeout", "2")
+        assert code == 0
+        header, *rows = out.splitlines()
+        assert header.split() == ["NAME", "ADDRESS", "ID", "VERSION", "MODEL", "DEVICE", "AUTH", "HEALTH"]
+        row = next(r.split() for r in rows if r.startswith(instance + " "))
+        assert row == [
+            instance,
+            f"127.0.0.1:{port}",
+            app[IDENTITY_KEY].device_id,
+            __version__,
+            "yolov3-tiny",
+            "CPU",
+            "none",
+            "pass",
+        ]
+    finally:
+        await runner.cleanup()
+    code, out, err = await _discover("--timeout", "1")
+    assert code == 1 and out == "" and "no Edge Agents answered within 1s" in err
+
+
+async def test_discover_rejects_bad_arguments() -> None:
+    code, _, err = await _discover("--timeout", "0")
+    assert code == 2 and "--timeout must be positive" in err
+
+
+def test_cli_subcommand_reaches_discover() -> None:
+    exe = str(Path(sys.executable).with_name("edge-agent"))
+    out = subprocess.run(
+        [exe, "discover", "--timeout", "0"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "edge-agent discover: error: --timeout must be positive" in out.stderr

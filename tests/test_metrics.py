@@ -1,0 +1,75 @@
+"""GET /metrics: real Prometheus exposition after real frames, parsed with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_agent import __version__
+from edge_agent.appliance import mark_listening
+from edge_agent.appliance.keys import IDENTITY_KEY
+from edge_agent.config import Config, LoadedConfig
+from edge_agent.server.app import create_app
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample as (name, sorted labels) -> value."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def _app(config: Config, aiohttp_client: Any) -> tuple[web.Application, Any]:
+    app = create_app(LoadedConfig(config=config, sources={}, path=None))
+    client = await aiohttp_client(app)
+    mark_listening(app, [client.server.port])
+    return app, client
+
+
+async def test_metrics_after_real_frames(
+    config: Config, aiohttp_client: Any, photos: dict[str, bytes]
+) -> None:
+    app, client = await _app(config, aiohttp_client)
+    jpeg = {"Content-Type": "image/jpeg"}
+    assert (await client.post("/v1/detect", data=photos["bus"], headers=jpeg)).status == 200
+    assert (await client.post("/v1/detect", data=photos["zidane"], headers=jpeg)).status == 200
+    assert (await client.post("/v1/detect", data=b"GIF89a not a jpeg", headers=jpeg)).status == 400
+
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=")
+    got = samples(await resp.text())
+
+    build = (("device_id", app[IDENTITY_KEY].device_id), ("version", __version__))
+    assert got[("edge_agent_build_info", build)] == 1.0
+    device = (("executing", "CPU"), ("fallback", "false"), ("requested", "CPU"), ("selected", "CPU"))
+    assert got[("edge_agent_device_info", device)] == 1.0
+    assert got[("edge_agent_infer_requests_in_flight", ())] == 0.0
+    assert got[("edge_agent_infer_requests", ())] >= 1.0
+    assert 0.0 <= got[("edge_agent_last_inference_age_seconds", ())] < 30.0
+    assert got[("edge_agent_uptime_seconds", ())] > 0.0
+    assert got[("process_resident_memory_bytes", ())] > 5e7
+    # The streaming registry is the same one: frames by outcome and per-stage histograms.
+    assert got[("edge_agent_frames_processed_total", ())] == 2.0
+    assert got[("edge_agent_frame_errors_total", (("code", "not_jpeg"),))] == 1.0
+    assert got[("edge_agent_stage_seconds_count", (("stage", "inference"),))] == 2.0
+    assert got[("edge_agent_stage_seconds_sum", (("stage", "total"),))] > 0.0
+    assert got[("edge_agent_sessions_active", ())] == 0.0
+    p50 = got[("edge_agent_inference_latency_ms", (("quantile", "0.5"),))]
+    assert 0.0 < p50 <= got[("edge_agent_inference_latency_ms", (("quantile", "0.95"),))]
+
+
+async def test_two_apps_keep_separate_registries(
+    config: Config, aiohttp_client: Any, photos: dict[str, bytes]
+) -> None:
+    _, first = await _app(config, aiohttp_client)
+    _, second = await _app(config, aiohttp_client)
+    await first.post("/v1/detect", data=photos["coffee"], headers={"Content-Type": "image/jpeg"})
+    one = samples(await (await first.get("/metrics")).text())
+    two = samples(await (await second.get("/metrics")).text())
+    assert one[("edge_agent_frames_processed_total", ())] == 1.0
+    assert two[("edge_agent_frames_processed_total", ())] == 0.0
