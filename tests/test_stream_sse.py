@@ -41,7 +41,11 @@ async def test_sse_sees_detections_hazards_and_sessions(serve: Serve, photos: di
     detections = [e["json"] for e in events if e["event"] == "detections"]
     assert [d.pop("client_id") for d in detections] == ["cam-7"] * len(sequence)
     assert detections == replies  # the very same JSON as the WebSocket replies
-    hazards = [(e["json"]["rule"], e["json"]["state"], e["json"]["frame_id"]) for e in events if e["event"] == "hazard"]
+    hazards = [
+        (e["json"]["rule"], e["json"]["state"], e["json"]["frame_id"])
+        for e in events
+        if e["event"] == "hazard"
+    ]
     # Started on the 2nd person frame (min_frames=2), ended on the 5th clear frame (clear_frames=5).
     assert hazards == [("person", "started", 2), ("person", "ended", 8)]
     started = kinds.index("hazard")
@@ -51,8 +55,10 @@ async def test_sse_sees_detections_hazards_and_sessions(serve: Serve, photos: di
 async def test_disconnect_ends_active_hazard_and_all_stream(serve: Serve, photos: dict[str, bytes]) -> None:
     client = await serve(**FAST)
     sse = SseReader(await client.get("/stream/events"))
-    async with client.ws_connect("/stream/detection?client_id=a") as a, \
-            client.ws_connect("/stream/detection?client_id=b") as b:
+    async with (
+        client.ws_connect("/stream/detection?client_id=a") as a,
+        client.ws_connect("/stream/detection?client_id=b") as b,
+    ):
         await next_json(a)
         await next_json(b)
         for _ in range(2):

@@ -9,15 +9,21 @@ from dataclasses import dataclass
 class RateLimiter:
     """Token bucket: `rate` frames per second with a small burst to absorb sender jitter."""
 
-    def __init__(self, rate: float, now: float, burst: float = 2.0) -> None:
+    def __init__(self, rate: float, now: float, burst_s: float = 0.25) -> None:
+        self.burst_s = burst_s
         self.rate = rate
-        self.burst = burst
-        self._tokens = burst
+        self.burst = self._burst(rate)
+        self._tokens = self.burst
         self._stamp = now
 
+    def _burst(self, rate: float) -> float:
+        # Two frames, or a quarter second's worth at high rates (event-loop stalls bunch frames up).
+        return max(2.0, rate * self.burst_s)
+
     def set_rate(self, rate: float) -> None:
-        """Change the rate; tokens already earned are kept."""
+        """Change the rate; tokens already earned are kept (up to the new burst)."""
         self.rate = rate
+        self.burst = self._burst(rate)
 
     def allow(self, now: float) -> bool:
         """Take one token if available."""

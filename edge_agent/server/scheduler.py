@@ -55,6 +55,7 @@ class Scheduler:
         self._waiting: dict[Hashable, deque[Job]] = {}
         self._ring: deque[Hashable] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[Hashable, int] = {}
         self.running = 0
 
     @property
@@ -82,10 +83,18 @@ class Scheduler:
         for job in queue:
             job.resolve(Dropped("closed"))
 
+    def _next_owner(self) -> Hashable:
+        # Round-robin, except that an owner with fewer frames in flight goes first: a client that
+        # sends one frame at a time never waits behind a flooder that already holds a request.
+        best = min(range(len(self._ring)), key=lambda i: self._in_flight.get(self._ring[i], 0))
+        owner = self._ring[best]
+        del self._ring[best]
+        return owner
+
     def _pump(self) -> None:
         capacity = max(1, self._capacity())
         while self.running < capacity and self._ring:
-            owner = self._ring.popleft()
+            owner = self._next_owner()
             queue = self._waiting[owner]
             job = queue.popleft()
             if queue:
@@ -93,6 +102,7 @@ class Scheduler:
             else:
                 del self._waiting[owner]
             self.running += 1
+            self._in_flight[owner] = self._in_flight.get(owner, 0) + 1
             job.dispatched = time.monotonic()
             task = asyncio.create_task(self._run(job))
             self._tasks.add(task)
@@ -111,6 +121,9 @@ class Scheduler:
             job.resolve(InferenceError(f"unexpected {type(exc).__name__}: {exc}"))
         finally:
             self.running -= 1
+            left = self._in_flight.pop(job.owner) - 1
+            if left:
+                self._in_flight[job.owner] = left
             self._pump()
 
     async def async_drain(self, timeout: float) -> None:
