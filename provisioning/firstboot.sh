@@ -1,8 +1,8 @@
 #!/bin/sh
 # edge-agent-firstboot: give this box its identity. Idempotent: a second run changes nothing
 # unless asked (--name, --rotate-token).
-#   - /var/lib/edge-agent/device-id: stable id, derived from /etc/machine-id (app-specific, so the
-#     machine id itself is not exposed); random if the box has no machine id.
+#   - /var/lib/edge-agent/device-id: stable id, a hash of /etc/machine-id (the same one the service
+#     derives when the file is missing: edge_agent/appliance/identity.py), random without a machine id.
 #   - mDNS instance name and API token: EDGE_AGENT_* overrides in /etc/edge-agent/edge-agent.env,
 #     which the unit reads; /etc/edge-agent/config.toml (a conffile) is never edited.
 set -eu
@@ -10,8 +10,6 @@ set -eu
 STATE_DIR=${EA_FIRSTBOOT_STATE_DIR:-/var/lib/edge-agent}
 ENV_FILE=${EA_FIRSTBOOT_ENV_FILE:-/etc/edge-agent/edge-agent.env}
 DEVICE_ID_FILE=$STATE_DIR/device-id
-# Fixed application id: device-id = HMAC(machine-id, APP_ID), see sd_id128_get_machine_app_specific(3).
-APP_ID=5f0c8a4e2b7d4c11a9e3d6b1f2a47c90
 NAME_KEY=EDGE_AGENT_MDNS__INSTANCE_NAME
 TOKEN_KEY=EDGE_AGENT_SERVER__TOKEN
 
@@ -68,12 +66,15 @@ check_name() {
 }
 
 new_device_id() {
-    if [ -s /etc/machine-id ] && command -v systemd-id128 >/dev/null; then
-        systemd-id128 machine-id --app-specific="$APP_ID"
-    else
-        od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
-        echo
-    fi
+    for file in /etc/machine-id /var/lib/dbus/machine-id; do
+        machine=$(head -n 1 "$file" 2>/dev/null | tr -d '[:space:]') || true
+        if [ -n "$machine" ]; then
+            printf 'edge-agent:%s' "$machine" | sha256sum | cut -c1-16
+            return 0
+        fi
+    done
+    od -An -N8 -tx1 /dev/urandom | tr -d ' \n'
+    echo
 }
 
 ensure_device_id() {

@@ -1,0 +1,322 @@
+"""The .deb on a real Debian 12 box: install in an image, boot with systemd, watchdog, stop, purge, live install.
+
+One booted container is shared by the module; the tests run in file order, as one box's life would.
+Needs root and: debootstrap systemd-container zstd iproute2 (and lintian for the lintian test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .nspawn import (
+    Container,
+    base_tree,
+    chroot,
+    copy_tree,
+    deb_depends,
+    mounted_proc,
+    network_namespace,
+    run,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = "edge-agent.service"
+PORT = 8080
+# Short watchdog and inference-age limits so a stall is caught in seconds, plus the test-only fault switch.
+TEST_DROPIN = f"""[Service]
+WatchdogSec=6s
+Environment=EDGE_AGENT_DEBUG__FAULT_INJECTION=true
+Environment=EDGE_AGENT_SYSTEMD__MAX_INFERENCE_AGE=4
+Environment=EDGE_AGENT_SYSTEMD__WATCHDOG_PROBE_INTERVAL=1
+Environment=EDGE_AGENT_SERVER__PORT={PORT}
+"""
+DROPIN_PATH = "/etc/systemd/system/edge-agent.service.d/50-system-test.conf"
+# A tiny HTTP client for inside the box (minbase has no curl): METHOD URL [BODY_FILE] [TOKEN] -> "status body".
+HTTP_CLIENT = """
+import sys, urllib.error, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+body = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 and sys.argv[3] != "-" else None
+req = urllib.request.Request(url, data=body, method=method)
+if body is not None:
+    req.add_header("Content-Type", "image/jpeg")
+if len(sys.argv) > 4:
+    req.add_header("Authorization", "Bearer " + sys.argv[4])
+try:
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        print(resp.status, resp.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode())
+"""
+OUR_PATHS = ("/opt/edge-agent", "/etc/edge-agent", "/var/lib/edge-agent", "/var/cache/edge-agent",
+             "/usr/bin/edge-agent", "/usr/sbin/edge-agent-firstboot", "/lib/systemd/system/edge-agent.service",
+             "/lib/systemd/system/edge-agent-firstboot.service", "/usr/share/doc/edge-agent")
+
+
+@pytest.fixture(scope="module")
+def deb() -> Path:
+    """The package under test: $EDGE_AGENT_TEST_DEB, or built from the working tree now."""
+    if os.geteuid() != 0:
+        pytest.skip("system tests need root (debootstrap, mounts, systemd-nspawn)")
+    missing = [t for t in ("debootstrap", "systemd-nspawn", "script", "nsenter", "ip", "zstd") if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"missing tools {missing}: apt-get install debootstrap systemd-container zstd iproute2")
+    if os.environ.get("EDGE_AGENT_TEST_DEB"):
+        return Path(os.environ["EDGE_AGENT_TEST_DEB"]).resolve()
+    started = time.monotonic()
+    out = run([str(REPO / "provisioning/build-deb.sh"), "--worktree"], timeout=1800).stdout
+    path = Path(out.strip().splitlines()[-1])
+    print(f"built {path.name} ({path.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.0f}s")
+    return path
+
+
+@pytest.fixture(scope="module")
+def box(deb: Path, tmp_path_factory: pytest.TempPathFactory, photos: dict[str, bytes]) -> Iterator[Container]:
+    """The image: minbase + the package installed with apt in a chroot, then booted with systemd."""
+    work = tmp_path_factory.mktemp("box")
+    tree = copy_tree(base_tree(deb_depends(deb)), work / "root")
+    try:
+        files = tree / "srv/system-test"
+        files.mkdir()
+        shutil.copy(deb, files / "edge-agent.deb")
+        (files / "client.py").write_text(HTTP_CLIENT)
+        (files / "bus.jpg").write_bytes(photos["bus"])
+        with mounted_proc(tree):
+            chroot(tree, "apt-get", "install", "-y", "-q", "/srv/system-test/edge-agent.deb")
+        dropin = tree / DROPIN_PATH.lstrip("/")
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text(TEST_DROPIN)
+        log = REPO / "test-artifacts" / "deb-boot-console.log"
+        log.parent.mkdir(exist_ok=True)
+        with network_namespace(f"ea-nspawn-{os.getpid()}", "192.0.2.10/24") as netns:
+            container = Container(tree, log, netns)
+            try:
+                container.boot()
+                yield container
+            finally:
+                _save_journal(container)
+                container.poweroff()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _save_journal(box: Container) -> None:
+    """Keep the box's journal next to the console log (CI uploads test-artifacts/)."""
+    with contextlib.suppress(Exception):
+        out = box.run("journalctl", "-b", "--no-pager", "-o", "short-monotonic", check=False).stdout
+        (REPO / "test-artifacts" / "deb-boot-journal.log").write_text(out)
+
+
+def http(box: Container, method: str, path: str, body: str = "-", token: str | None = None) -> tuple[int, str]:
+    """An HTTP request from inside the box, with the venv's Python."""
+    args = ["/opt/edge-agent/bin/python", "/srv/system-test/client.py", method, f"http://127.0.0.1:{PORT}{path}", body]
+    out = box.run(*args, *([token] if token else []), timeout=60).stdout.strip()
+    status, _, text = out.partition(" ")
+    return int(status), text
+
+
+def journal(box: Container, unit: str = UNIT) -> str:
+    return box.run("journalctl", "-b", "-u", unit, "--no-pager", "-o", "cat", check=False).stdout
+
+
+def main_pid(box: Container) -> int:
+    return int(box.show(UNIT, "MainPID")["MainPID"])
+
+
+def wait_active(box: Container, old_pid: int = 0, timeout: float = 120) -> int:
+    """Wait until the unit is active (after READY) with a main PID other than old_pid; return it."""
+    def probe() -> int | None:
+        props = box.show(UNIT, "ActiveState", "SubState", "MainPID")
+        pid = int(props["MainPID"])
+        return pid if props["ActiveState"] == "active" and props["SubState"] == "running" and pid != old_pid else None
+    return wait_for(f"{UNIT} active (journal:\n{journal(box)[-3000:]})", probe, timeout)
+
+
+def test_image_install_created_user_dirs_and_enablement(box: Container) -> None:
+    """postinst in the image build: system user, groups only where they exist, owned dirs, enabled unit."""
+    user = box.run("getent", "passwd", "edge-agent").stdout.strip().split(":")
+    assert user[5:] == ["/var/lib/edge-agent", "/usr/sbin/nologin"]
+    assert int(user[2]) < 1000, "a system user"
+    groups = set(box.run("id", "-nG", "edge-agent").stdout.split())
+    existing = {g for g in ("video", "render") if box.run("getent", "group", g, check=False).returncode == 0}
+    assert groups == {"edge-agent"} | existing
+    for d in ("/var/lib/edge-agent", "/var/cache/edge-agent"):
+        assert box.run("stat", "-c", "%U:%G %a", d).stdout.split() == ["edge-agent:edge-agent", "750"]
+    assert box.run("systemctl", "is-enabled", UNIT).stdout.strip() == "enabled"
+    assert box.run("dpkg-query", "-W", "-f=${Conffiles}", "edge-agent").stdout.split()[0] == "/etc/edge-agent/config.toml"
+
+
+def test_units_verify_cleanly_and_exposure_is_low(box: Container) -> None:
+    """systemd-analyze verify prints nothing; the offline security exposure is at most 2.0."""
+    verify = box.run("systemd-analyze", "verify", UNIT, "edge-agent-firstboot.service", check=False)
+    assert verify.stdout + verify.stderr == "" and verify.returncode == 0
+    sec = box.run("systemd-analyze", "security", "--offline=yes", "--no-pager",
+                  "/lib/systemd/system/edge-agent.service", check=False).stdout
+    exposure = float(re.search(r"Overall exposure level for edge-agent\.service: (\d+\.\d+)", sec).group(1))  # type: ignore[union-attr]
+    print(f"exposure {exposure}")
+    assert exposure <= 2.0, sec
+
+
+def test_active_after_ready_with_status_and_ready_endpoint(box: Container) -> None:
+    """Boot waited for READY: the unit is already running, /readyz answers 200 and STATUS is set."""
+    props = box.show(UNIT, "ActiveState", "SubState", "StatusText", "NRestarts", "Type")
+    assert (props["ActiveState"], props["SubState"], props["Type"]) == ("active", "running", "notify"), journal(box)
+    assert props["NRestarts"] == "0"
+    assert props["StatusText"].strip(), "the service reports STATUS="
+    status, body = http(box, "GET", "/readyz")
+    assert status == 200, body
+
+
+def test_service_runs_confined(box: Container) -> None:
+    """The main process is the edge-agent user, with no capabilities, no new privileges and a seccomp filter."""
+    status = box.run("cat", f"/proc/{main_pid(box)}/status").stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    uid = box.run("id", "-u", "edge-agent").stdout.strip()
+    assert fields["Uid"].split() == [uid] * 4
+    assert fields["CapEff"].strip() == fields["CapBnd"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"
+
+
+def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> None:
+    """First boot wrote the device id and instance name; reruns change nothing; --token sets a token once."""
+    machine = box.run("cat", "/etc/machine-id").stdout.strip()
+    device_id = box.run("cat", "/var/lib/edge-agent/device-id").stdout.strip()
+    assert device_id == hashlib.sha256(f"edge-agent:{machine}".encode()).hexdigest()[:16]
+    env_before = box.run("cat", "/etc/edge-agent/edge-agent.env").stdout
+    assert f'EDGE_AGENT_MDNS__INSTANCE_NAME="edge-agent-{device_id[:8]}"' in env_before
+    assert box.run("stat", "-c", "%a", "/etc/edge-agent/edge-agent.env").stdout.strip() == "600"
+    pid = main_pid(box)
+    assert box.run("edge-agent-firstboot").stdout == ""
+    assert box.run("cat", "/etc/edge-agent/edge-agent.env").stdout == env_before
+    assert main_pid(box) == pid, "nothing changed, so no restart"
+    bad = box.run("edge-agent-firstboot", "--bogus", check=False)
+    assert bad.returncode == 2 and "unknown argument" in bad.stderr
+
+    token = box.run("edge-agent-firstboot", "--token").stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    assert box.run("edge-agent-firstboot", "--token").stdout == "", "a set token is kept"
+    pid = wait_active(box, old_pid=pid)
+    status, _ = http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg")
+    assert status == 401, "the restarted service requires the new token"
+    status, body = http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg", token)
+    assert status == 200, body
+    assert "person" in {d["label"] for d in json.loads(body)["detections"]}
+
+
+def test_reload_keeps_the_process(box: Container) -> None:
+    """systemctl reload (SIGHUP) reloads in place: same main PID, still ready."""
+    pid = main_pid(box)
+    box.run("systemctl", "reload", UNIT, timeout=120)
+    assert main_pid(box) == pid
+    assert box.show(UNIT, "ActiveState")["ActiveState"] == "active"
+    assert http(box, "GET", "/readyz")[0] == 200
+
+
+def test_inference_stall_leads_to_watchdog_restart(box: Container) -> None:
+    """A hung inference stops the watchdog pings; systemd kills and restarts the service, which recovers."""
+    pid = main_pid(box)
+    token = _token(box)
+    status, body = http(box, "POST", "/debug/fault/stall", token=token)
+    assert status == 200, body
+    started = time.monotonic()
+    wait_for("a watchdog restart", lambda: int(box.show(UNIT, "NRestarts")["NRestarts"]) >= 1, timeout=90)
+    new_pid = wait_active(box, old_pid=pid)
+    print(f"watchdog restart after {time.monotonic() - started:.1f}s")
+    assert "Watchdog timeout" in journal(box)
+    assert http(box, "GET", "/readyz")[0] == 200, "the new process serves again"
+    assert new_pid != pid
+
+
+def test_memory_deny_write_execute_breaks_openvino_cpu(box: Container) -> None:
+    """Why the unit leaves MemoryDenyWriteExecute off: the same detection fails with it (CPU plugin JIT)."""
+    cmd = ["systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--property=User=edge-agent"]
+    detect = ["/opt/edge-agent/bin/edge-agent", "detect", "/srv/system-test/bus.jpg", "--json"]
+    ok = box.run(*cmd, *detect, timeout=180, check=False)
+    assert ok.returncode == 0 and "person" in ok.stdout, ok.stdout + ok.stderr
+    denied = box.run(*cmd, "--property=MemoryDenyWriteExecute=yes", *detect, timeout=180, check=False)
+    print(f"with MemoryDenyWriteExecute=yes: rc={denied.returncode} {denied.stderr.strip()[-300:]}")
+    assert denied.returncode != 0
+
+
+def test_stop_is_clean(box: Container) -> None:
+    """systemctl stop: SIGTERM, drain, exit 0 well inside TimeoutStopSec."""
+    wait_active(box)
+    started = time.monotonic()
+    box.run("systemctl", "stop", UNIT, timeout=60)
+    took = time.monotonic() - started
+    props = box.show(UNIT, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
+    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"}, \
+        journal(box)[-3000:]
+    assert took < 30
+    assert "SIGKILL" not in journal(box).split("Stopping")[-1]
+
+
+def test_purge_leaves_nothing_of_ours(box: Container) -> None:
+    """apt-get purge removes the package, its user, state, cache, firstboot files and unit state."""
+    uid = box.run("id", "-u", "edge-agent").stdout.strip()
+    box.run("rm", "-rf", DROPIN_PATH.rsplit("/", 1)[0])
+    box.run("apt-get", "purge", "-y", "-q", "edge-agent", timeout=300)
+    _assert_no_trace(box, uid)
+
+
+def test_live_install_starts_and_reinstall_restarts(box: Container) -> None:
+    """On a running box apt-get install starts the service (READY before apt returns); reinstall restarts it."""
+    box.run("apt-get", "install", "-y", "-q", "/srv/system-test/edge-agent.deb", timeout=600)
+    props = box.show(UNIT, "ActiveState", "SubState")
+    assert (props["ActiveState"], props["SubState"]) == ("active", "running"), journal(box)[-3000:]
+    assert http(box, "GET", "/readyz")[0] == 200
+    assert "EDGE_AGENT_MDNS__INSTANCE_NAME=" in box.run("cat", "/etc/edge-agent/edge-agent.env").stdout, \
+        "the first start ran edge-agent-firstboot"
+    pid = main_pid(box)
+    box.run("apt-get", "install", "-y", "-q", "--reinstall", "/srv/system-test/edge-agent.deb", timeout=600)
+    assert wait_active(box, old_pid=pid, timeout=10) != pid, "postinst restarts on upgrade"
+    uid = box.run("id", "-u", "edge-agent").stdout.strip()
+    box.run("apt-get", "purge", "-y", "-q", "edge-agent", timeout=300)
+    _assert_no_trace(box, uid)
+
+
+def _token(box: Container) -> str | None:
+    env = box.run("cat", "/etc/edge-agent/edge-agent.env", check=False).stdout
+    found = re.search(r'^EDGE_AGENT_SERVER__TOKEN="([^"]+)"', env, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def _assert_no_trace(box: Container, uid: str) -> None:
+    assert box.run("dpkg-query", "-W", "edge-agent", check=False).returncode != 0, "not even config-files state"
+    assert box.run("getent", "passwd", "edge-agent", check=False).returncode == 2
+    assert box.run("getent", "group", "edge-agent", check=False).returncode == 2
+    left = [p for p in OUR_PATHS if box.run("test", "-e", p, check=False).returncode == 0]
+    assert left == []
+    named = box.sh("find / /tmp /var/tmp /run -xdev -name '*edge-agent*' -not -path '/srv/system-test/*' 2>/dev/null || true").stdout
+    assert named.split() == []
+    owned = box.sh(f"find / /tmp /var/tmp /run -xdev -uid {uid} 2>/dev/null || true").stdout
+    assert owned.split() == []
+
+
+def test_box_survived(box: Container) -> None:
+    """The box itself is healthy after all of this: no failed units."""
+    failed = box.run("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout.strip()
+    assert failed == ""
+
+
+@pytest.mark.skipif(not shutil.which("lintian"), reason="lintian not installed")
+def test_lintian_clean(deb: Path) -> None:
+    """lintian reports nothing beyond the overridden venv-under-/opt tags."""
+    out = run(["lintian", "--fail-on", "error,warning",
+               str(deb)], timeout=900, check=False)
+    text = "\n".join(line for line in (out.stdout + out.stderr).splitlines()
+                     if "root privileges" not in line and not line.startswith("N:"))
+    assert out.returncode == 0 and text.strip() == "", text
