@@ -190,7 +190,7 @@ async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[s
         streaming__target_latency_ms=300.0,
     )
     slow = SlowEngine(client.app[ENGINE_KEY].value)
-    client.app[ENGINE_KEY].value = slow  # type: ignore[assignment]
+    client.app[ENGINE_KEY].value = slow  # type: ignore[assignment,unused-ignore]
     sse = SseReader(await client.get("/stream/events/cam"))
     changes: list[tuple[float, float, str]] = []
     limit = 10.0
@@ -233,7 +233,7 @@ async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[s
             sender.cancel()
     lowered = [c[1] for c in changes[:-1]]
     assert lowered == sorted(lowered, reverse=True) and lowered[-1] == 2.0
-    fps_events = []
+    fps_events: list[float] = []
     while len(fps_events) < len(changes):
         fps_events.append((await sse.until("fps"))["json"]["fps_limit"])
     assert fps_events == [c[1] for c in changes]

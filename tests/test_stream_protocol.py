@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType
+from aiohttp.test_utils import TestServer
 
+from edge_agent.config import Config
+from edge_agent.server.app import create_app
 from edge_agent.server.keys import METRICS_KEY, SESSIONS_KEY
 
-from .test_stream_support import Serve, eventually, next_json, ov_cache, serve, with_dimensions
+from .test_stream_support import (
+    Serve,
+    SseReader,
+    eventually,
+    loaded,
+    next_json,
+    ov_cache,
+    serve,
+    with_dimensions,
+)
 
 __all__ = ["ov_cache", "serve"]  # fixtures used by the tests below
 
@@ -197,7 +213,7 @@ async def test_idle_timeout_closes_1001(serve: Serve) -> None:
         await next_json(ws)
         msg = await ws.receive(timeout=10)
         assert msg.type == WSMsgType.CLOSE
-        assert msg.data == aiohttp.WSCloseCode.GOING_AWAY and "idle timeout" in msg.extra
+        assert msg.data == aiohttp.WSCloseCode.GOING_AWAY and "idle timeout" in str(msg.extra)
     await eventually(lambda: len(client.app[SESSIONS_KEY]) == 0)
 
 
@@ -208,7 +224,7 @@ async def test_max_sessions_1013(serve: Serve, photos: dict[str, bytes]) -> None
         await next_json(b)
         async with client.ws_connect("/stream/detection") as c:
             msg = await c.receive(timeout=10)
-            assert msg.type == WSMsgType.CLOSE and msg.data == 1013 and "server busy" in msg.extra
+            assert msg.type == WSMsgType.CLOSE and msg.data == 1013 and "server busy" in str(msg.extra)
         await a.send_bytes(photos["coffee"])
         assert (await next_json(a))["type"] == "detections"
     async with client.ws_connect("/stream/detection") as c:  # room again after they left
@@ -222,7 +238,7 @@ async def test_same_client_id_replaces_older_connection(serve: Serve, photos: di
         async with client.ws_connect("/stream/detection?client_id=cam") as new:
             await next_json(new)
             msg = await old.receive(timeout=10)
-            assert msg.type == WSMsgType.CLOSE and "replaced" in msg.extra
+            assert msg.type == WSMsgType.CLOSE and "replaced" in str(msg.extra)
             await new.send_bytes(photos["coffee"])
             assert (await next_json(new))["type"] == "detections"
     async with client.ws_connect("/stream/detection?client_id=bad%20id!") as ws:
@@ -236,7 +252,7 @@ async def test_token_auth(serve: Serve, photos: dict[str, bytes]) -> None:
         async with client.ws_connect("/stream/detection" + query, headers=headers) as ws:
             msg = await ws.receive(timeout=10)
             assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION
-            assert "token" in msg.extra
+            assert "token" in str(msg.extra)
         resp = await client.get("/stream/events" + query, headers=headers)
         assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
         resp = await client.post(
@@ -262,7 +278,7 @@ async def test_allowed_origins(serve: Serve) -> None:
     client = await serve(server__allowed_origins=["http://dash.local"])
     async with client.ws_connect("/stream/detection", origin="http://evil.example") as ws:
         msg = await ws.receive(timeout=10)
-        assert msg.type == WSMsgType.CLOSE and "origin" in msg.extra
+        assert msg.type == WSMsgType.CLOSE and "origin" in str(msg.extra)
     async with client.ws_connect("/stream/detection", origin="http://dash.local") as ws:
         assert (await next_json(ws))["type"] == "session"
     resp = await client.get("/stream/events", headers={"Origin": "http://evil.example"})
@@ -284,7 +300,26 @@ async def test_shutdown_closes_sessions_1001(serve: Serve) -> None:
         await client.app[SESSIONS_KEY].async_close_all()
         msg = await ws.receive(timeout=10)
         assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY
-        assert "shutting down" in msg.extra
+        assert "shutting down" in str(msg.extra)
     async with client.ws_connect("/stream/detection") as ws:  # and no new ones are admitted
         msg = await ws.receive(timeout=10)
         assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY
+
+
+async def test_server_shutdown_closes_ws_1001_and_ends_sse(config: Config, ov_cache: Path) -> None:
+    server = TestServer(create_app(loaded(config, ov_cache, {})))
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        sse = SseReader(await http.get(server.make_url("/stream/events")))
+        ws = await http.ws_connect(server.make_url("/stream/detection"))
+        await next_json(ws)
+        assert (await sse.next())["json"]["state"] == "connected"
+        started = time.monotonic()
+        closing = asyncio.create_task(server.close())  # aiohttp's real shutdown sequence
+        msg = await ws.receive(timeout=10)
+        assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY
+        with pytest.raises(EOFError):
+            while True:
+                await sse.next(timeout=10)
+        await closing
+        assert time.monotonic() - started < 5  # not the shutdown timeout: streams ended promptly

@@ -29,7 +29,7 @@ async def test_sse_sees_detections_hazards_and_sessions(serve: Serve, photos: di
         for name in sequence:
             await ws.send_bytes(photos[name])
             replies.append(await next_json(ws))
-    events = []
+    events: list[dict[str, Any]] = []
     while not (events and events[-1]["event"] == "session" and events[-1]["json"]["state"] == "disconnected"):
         events.append(await sse.next())
     resp.close()
