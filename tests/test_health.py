@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from edge_agent.appliance import mark_listening
-from edge_agent.appliance.keys import IDENTITY_KEY
+from edge_agent.appliance.keys import IDENTITY_KEY, MONITOR_KEY
 from edge_agent.config import Config, LoadedConfig
 from edge_agent.engine import Engine
 from edge_agent.server.app import create_app
@@ -217,3 +217,28 @@ async def test_warn_when_fell_back_to_cpu(config: Config, make_client: Any, fall
         )
     finally:
         app[ENGINE_KEY].value = original
+
+
+async def test_probe_follows_a_swapped_engine(config: Config, make_client: Any, engine: Engine) -> None:
+    # A probe stuck on a stalled engine must not block probing of the engine a reload swapped in.
+    config.systemd.watchdog_probe_interval = 0.1
+    config.systemd.max_inference_age = 1.0
+    app, client = await make_client(config)
+    stalled = app[ENGINE_KEY].value
+    stalled.inject_stall()
+    async with asyncio.timeout(5):
+        while (await client.get("/readyz")).status == 200:
+            await asyncio.sleep(0.05)
+    app[ENGINE_KEY].value = engine  # what a reload does
+    try:
+        async with asyncio.timeout(5):
+            while (await client.get("/readyz")).status != 200:
+                await asyncio.sleep(0.05)
+        # Idle for several max_inference_age periods: probes on the new engine keep it ready.
+        probes = app[MONITOR_KEY].probes
+        async with asyncio.timeout(10):
+            while app[MONITOR_KEY].probes < probes + 5:
+                await asyncio.sleep(0.05)
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        app[ENGINE_KEY].value = stalled

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from zeroconf import ServiceStateChange, Zeroconf
@@ -21,7 +22,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from edge_agent import __version__
 from edge_agent.appliance import mark_listening
 from edge_agent.appliance.identity import device_id
-from edge_agent.appliance.keys import IDENTITY_KEY, LIFECYCLE_KEY
+from edge_agent.appliance.keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY
 from edge_agent.appliance.mdns import AGENT_TYPE, HTTP_TYPE
 from edge_agent.appliance.netifs import select_addresses
 from edge_agent.config import Config, LoadedConfig
@@ -153,8 +154,25 @@ async def test_registers_both_types_with_txt(config: Config, browser: Browser, i
         await runner.cleanup()
 
 
-# Name conflicts are tested across two network namespaces (test_mdns_netns.py): on one host, probes are QU
-# questions whose unicast answers reach only one of the SO_REUSEPORT sockets bound to 5353, so they are flaky.
+async def test_name_conflict_takes_a_new_name(config: Config, browser: Browser, instance: str) -> None:
+    # The browser fixture is one more mDNS socket on port 5353 of this host: the conflict check must not
+    # depend on unicast answers, which only one of those sockets receives.
+    _, first_runner, first_port = await _serve(_advertised(config, instance))
+    await browser.wait(AGENT_TYPE, f"{instance}.{AGENT_TYPE}", ServiceStateChange.Added)
+    second, second_runner, second_port = await _serve(_advertised(config, instance))
+    try:
+        renamed = f"{instance}-2.{AGENT_TYPE}"
+        await browser.wait(AGENT_TYPE, renamed, ServiceStateChange.Added)
+        await browser.wait(HTTP_TYPE, f"{instance}-2.{HTTP_TYPE}", ServiceStateChange.Added)
+        async with asyncio.timeout(5):
+            while len(second[ADVERTISER_KEY].names) < 2:
+                await asyncio.sleep(0.05)
+        assert second[ADVERTISER_KEY].names == [renamed, f"{instance}-2.{HTTP_TYPE}"]
+        assert (await browser.resolve(AGENT_TYPE, renamed)).port == second_port
+        assert (await browser.resolve(AGENT_TYPE, f"{instance}.{AGENT_TYPE}")).port == first_port
+    finally:
+        await second_runner.cleanup()
+        await first_runner.cleanup()
 
 
 async def test_txt_follows_config_change_and_goodbye_on_shutdown(
@@ -174,6 +192,25 @@ async def test_txt_follows_config_change_and_goodbye_on_shutdown(
     # Goodbye packets: browsers drop the entry at once instead of after the 75-120 s TTL.
     await browser.wait(AGENT_TYPE, name, ServiceStateChange.Removed, timeout=5)
     await browser.wait(HTTP_TYPE, f"{instance}.{HTTP_TYPE}", ServiceStateChange.Removed, timeout=5)
+
+
+async def test_unusable_interface_is_reported_and_serving_goes_on(
+    config: Config, instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = _advertised(config, instance)
+    loaded.config.mdns.interfaces = ["192.0.2.99"]  # TEST-NET-1: on no interface of this machine
+    app, runner, port = await _serve(loaded)
+    try:
+        async with asyncio.timeout(10):
+            while app[ADVERTISER_KEY].last_error is None:
+                await asyncio.sleep(0.05)
+        assert (app[ADVERTISER_KEY].last_error or "").startswith("OSError")
+        assert any("mDNS: advertisement failed" in r.getMessage() for r in caplog.records)
+        assert app[ADVERTISER_KEY].names == []
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 200
+    finally:
+        await runner.cleanup()
 
 
 async def _discover(*args: str) -> tuple[int, str, str]:

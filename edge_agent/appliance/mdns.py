@@ -9,7 +9,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from zeroconf import IPVersion
+from zeroconf import DNSQuestionType, IPVersion
+from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from .. import __version__
@@ -26,6 +27,8 @@ WS_PATH = "/stream/detection"
 SSE_PATH = "/stream/events"
 HEALTH_PATH = "/healthz"
 ADDRESS_POLL_SECONDS = 5.0
+CONFLICT_CHECK_MS = 1000
+MAX_RENAMES = 50
 
 
 def txt_record(app: web.Application) -> dict[str, str]:
@@ -69,6 +72,7 @@ class Advertiser:
         self._infos: list[AsyncServiceInfo] = []
         self._requested = ""
         self.addresses: list[str] = []
+        self.last_error: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -93,10 +97,25 @@ class Advertiser:
             parsed_addresses=addresses,
         )
 
+    async def _free_instance(self, zc: AsyncZeroconf, instance: str) -> str:
+        """First of name, name-2, name-3... nobody answers for, asked with multicast (QM) questions.
+
+        zeroconf's own probes are QU: their unicast answers reach only one of the sockets bound to
+        port 5353 on a host, so another mDNS stack here (avahi, a browser) can swallow a conflict."""
+        for n in range(1, MAX_RENAMES + 1):
+            candidate = instance if n == 1 else f"{instance}-{n}"
+            probe = AsyncServiceInfo(AGENT_TYPE, f"{candidate}.{AGENT_TYPE}")
+            await probe.async_request(zc.zeroconf, CONFLICT_CHECK_MS, question_type=DNSQuestionType.QM)
+            if probe.port is None:
+                return candidate
+            log.warning("mDNS: instance name %r is taken by %s; trying another", candidate, probe.server)
+        return instance  # zeroconf's probing renames as a last resort
+
     async def _register(self, instance: str, addresses: list[str]) -> None:
         self._requested = instance
         self._zc = AsyncZeroconf(interfaces=addresses, ip_version=IPVersion.V4Only)
-        agent = self._info(AGENT_TYPE, instance, addresses)
+        free = await self._free_instance(self._zc, instance)
+        agent = self._info(AGENT_TYPE, free, addresses)
         await self._zc.async_register_service(agent, allow_name_change=True)
         # The viewer entry takes the instance name the agent entry won, so both read the same.
         won = agent.name[: -len(AGENT_TYPE) - 1]
@@ -110,9 +129,11 @@ class Advertiser:
         if self._zc is None:
             return
         zc, self._zc, self._infos, self.addresses = self._zc, None, [], []
-        await zc.async_unregister_all_services()
-        await zc.async_close()
-        log.info("mDNS: sent goodbye")
+        try:
+            await zc.async_unregister_all_services()
+            log.info("mDNS: sent goodbye")
+        finally:
+            await zc.async_close()
 
     def _wanted(self) -> tuple[bool, str, list[str]]:
         cfg = self._app[CONFIG_KEY].value.config.mdns
@@ -143,6 +164,12 @@ class Advertiser:
             await self._zc.async_update_service(info)
         self._infos, self.addresses = fresh, addresses
 
+    def _report(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self.last_error:  # once per distinct problem, not every poll
+            log.warning("mDNS: advertisement failed (%s); retrying every %.0fs", text, self._poll)
+        self.last_error = text
+
     async def run(self) -> None:
         """Advertise once the port listens; follow changes until stopping, then say goodbye."""
         life = self._app[LIFECYCLE_KEY]
@@ -152,8 +179,11 @@ class Advertiser:
                 life.changed.clear()
                 try:
                     await self._refresh()
-                except OSError as exc:
-                    log.warning("mDNS: advertisement failed (%s); retrying in %.0fs", exc, self._poll)
+                except (OSError, ZeroconfError) as exc:
+                    self._report(exc)
+                    await self._goodbye()  # start clean next time
+                else:
+                    self.last_error = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(life.stopping, life.changed), self._poll)
         finally:

@@ -24,6 +24,7 @@ class InferenceMonitor:
         self._app = app
         self._since = time.monotonic()
         self._probe: asyncio.Task[None] | None = None
+        self._probed: object = None  # the engine the outstanding probe runs on
         self.probes = 0
         self.last_error: str | None = None
 
@@ -45,7 +46,7 @@ class InferenceMonitor:
 
     async def _run_probe(self) -> None:
         try:
-            await self._app[ENGINE_KEY].value.async_probe()
+            await self._app[ENGINE_KEY].value.async_probe()  # tick() just recorded this engine
             self.last_error = None
         except EdgeAgentError as exc:
             self.last_error = str(exc)
@@ -54,10 +55,18 @@ class InferenceMonitor:
     def tick(self) -> None:
         """Start a probe when the engine has been idle for systemd.watchdog_probe_interval."""
         age = self.age()
-        if age is None or self.probe_stuck():
+        if age is None:
             return
-        if age >= self._app[CONFIG_KEY].value.config.systemd.watchdog_probe_interval:
+        engine = self._app[ENGINE_KEY].value
+        if self.probe_stuck():
+            if self._probed is engine:
+                return
+            assert self._probe is not None
+            self._probe.cancel()  # stuck on an engine a reload retired: probe the new one
+        cfg = self._app[CONFIG_KEY].value.config.systemd
+        if age >= min(cfg.watchdog_probe_interval, cfg.max_inference_age / 2):
             self.probes += 1
+            self._probed = engine
             self._probe = asyncio.create_task(self._run_probe(), name="inference-probe")
 
     async def run(self) -> None:
