@@ -66,6 +66,7 @@ async def _admit(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -
     if registry.closing:
         await _refuse(ws, app, WSCloseCode.GOING_AWAY, "server shutting down", "shutdown")
         return None
+    registry.max_sessions = app[STATS_KEY].max_sessions = cfg.streaming.max_sessions  # follows a reload
     if len(registry) >= registry.max_sessions:
         reason = f"server busy: {len(registry)} sessions open, the maximum; try again later"
         await _refuse(ws, app, TRY_AGAIN_LATER, reason, "max_sessions")
