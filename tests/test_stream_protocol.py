@@ -323,3 +323,33 @@ async def test_server_shutdown_closes_ws_1001_and_ends_sse(config: Config, ov_ca
                 await sse.next(timeout=10)
         await closing
         assert time.monotonic() - started < 5  # not the shutdown timeout: streams ended promptly
+
+
+async def test_writer_bug_closes_1011_and_others_go_on(
+    serve: Serve, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.hazards import HazardTracker
+
+    client = await serve()
+    async with client.ws_connect("/stream/detection?client_id=ok") as ok:
+        await next_json(ok)
+        real_update = HazardTracker.update
+
+        def broken(self: HazardTracker, *args: Any, **kwargs: Any) -> Any:
+            if self is victim.hazards:
+                raise RuntimeError("bug in hazard evaluation")
+            return real_update(self, *args, **kwargs)
+
+        async with client.ws_connect("/stream/detection?client_id=victim") as ws:
+            await next_json(ws)
+            victim = client.app[SESSIONS_KEY].by_client("victim")
+            assert victim is not None
+            monkeypatch.setattr(HazardTracker, "update", broken)
+            await ws.send_bytes(photos["coffee"])
+            msg = await ws.receive(timeout=10)
+            assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.INTERNAL_ERROR
+        await ok.send_bytes(photos["coffee"])
+        reply = await next_json(ok)
+        assert reply["type"] == "detections"
+        perf = await (await client.get("/stream/performance")).json()
+        assert perf["sessions"][0]["latency_p50_ms"] > 0

@@ -15,6 +15,7 @@ from ..config import Config
 from ..errors import EdgeAgentError, FrameError
 from ..frames import check_jpeg
 from ..hazards import HazardEvent, HazardTracker
+from ..stats import LatencyWindow
 from ..types import DetectParams, Result
 from .events import EventHub
 from .fps import AdaptiveFps, FpsChange, RateLimiter
@@ -83,6 +84,7 @@ class Session:
         self.labels = labels
         self.services = services
         self.counters = Counters()
+        self.latency = LatencyWindow(256)  # this session's recent total latencies (fixed memory)
         self.params = DetectParams()
         self._cfg = config
         s = config.streaming
@@ -218,6 +220,7 @@ class Session:
                 t.total += wait_ms
             triggered, events = self.hazards.update(outcome.detections, outcome.image_size, slot.frame_id)
             c.processed += 1
+            self.latency.add(t.total)
             svc.metrics.observe_result(t)
             svc.stats.record_result(t)
             change = self.fps.observe(t.total, time.monotonic())
@@ -275,4 +278,6 @@ class Session:
             "dropped": dict(c.dropped),
             "errors": dict(c.errors),
             "unanswered": self.unanswered,
+            "latency_p50_ms": round(self.latency.percentile(50), 2) if self.latency.count else None,
+            "latency_p95_ms": round(self.latency.percentile(95), 2) if self.latency.count else None,
         }

@@ -85,6 +85,25 @@ async def _admit(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -
     return client_id
 
 
+def _writer_done(
+    task: asyncio.Task[None], ws: web.WebSocketResponse, closers: set[asyncio.Task[None]]
+) -> None:
+    """A writer that dies of a bug must not leave its client waiting forever: close with 1011."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("session writer failed", exc_info=task.exception())
+    if not ws.closed:
+        closer = asyncio.get_running_loop().create_task(
+            _close(ws, WSCloseCode.INTERNAL_ERROR, "internal error")
+        )
+        closers.add(closer)
+        closer.add_done_callback(closers.discard)
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    await ws.close(code=code, message=reason.encode())
+
+
 async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     """One WebSocket session: hello, then frames in and replies out until close or idle timeout."""
     app = request.app
@@ -104,6 +123,8 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     registry = app[SESSIONS_KEY]
     registry.add(session)
     writer = asyncio.create_task(session.async_run_writer())
+    closers: set[asyncio.Task[None]] = set()  # keeps a 1011 close task referenced while it runs
+    writer.add_done_callback(lambda task: _writer_done(task, ws, closers))
     services.hub.publish(
         client_id, "session", dumps({"client_id": client_id, "state": "connected", "session_id": session.id})
     )
