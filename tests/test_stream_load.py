@@ -237,3 +237,25 @@ async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[s
     while len(fps_events) < len(changes):
         fps_events.append((await sse.until("fps"))["json"]["fps_limit"])
     assert fps_events == [c[1] for c in changes]
+
+
+async def test_engine_swap_keeps_sessions(serve: Serve, photos: dict[str, bytes]) -> None:
+    from edge_agent.server.keys import CONFIG_KEY
+
+    client = await serve(**UNLIMITED)
+    old = client.app[ENGINE_KEY].value
+    async with client.ws_connect("/stream/detection?client_id=cam") as ws:
+        await next_json(ws)
+        await ws.send_bytes(photos["coffee"])
+        assert (await next_json(ws))["type"] == "detections"
+        # What a SIGHUP reload does: compile beside the old engine, swap the Ref, stop the old one.
+        new = Engine(client.app[CONFIG_KEY].value.config)
+        await new.async_start()
+        client.app[ENGINE_KEY].value = new
+        await old.async_stop()
+        for name in ("zidane", "coffee"):
+            await ws.send_bytes(photos[name])
+            reply = await next_json(ws)
+            assert reply["type"] == "detections" and reply["detections"], name
+        assert new.last_success is not None
+        assert reply["frame_id"] == 3
