@@ -44,22 +44,9 @@ Environment=EDGE_AGENT_SYSTEMD__WATCHDOG_PROBE_INTERVAL=1
 Environment=EDGE_AGENT_SERVER__PORT={PORT}
 """
 DROPIN_PATH = "/etc/systemd/system/edge-agent.service.d/50-system-test.conf"
-# A tiny HTTP client for inside the box (minbase has no curl): METHOD URL [BODY_FILE] [TOKEN] -> "status body".
-HTTP_CLIENT = """
-import sys, urllib.error, urllib.request
-method, url = sys.argv[1], sys.argv[2]
-body = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 and sys.argv[3] != "-" else None
-req = urllib.request.Request(url, data=body, method=method)
-if body is not None:
-    req.add_header("Content-Type", "image/jpeg")
-if len(sys.argv) > 4:
-    req.add_header("Authorization", "Bearer " + sys.argv[4])
-try:
-    with urllib.request.urlopen(req, timeout=20) as resp:
-        print(resp.status, resp.read().decode())
-except urllib.error.HTTPError as exc:
-    print(exc.code, exc.read().decode())
-"""
+CLIENT = Path(__file__).with_name("box_client.py")
+# Installed in the image too: the nginx site from configs/ is tested in front of the service.
+EXTRA_PACKAGES = ["nginx-light"]
 OUR_PATHS = ("/opt/edge-agent", "/etc/edge-agent", "/var/lib/edge-agent", "/var/cache/edge-agent",
              "/usr/bin/edge-agent", "/usr/sbin/edge-agent-firstboot", "/lib/systemd/system/edge-agent.service",
              "/lib/systemd/system/edge-agent-firstboot.service", "/usr/share/doc/edge-agent")
@@ -104,12 +91,12 @@ def test_deb_contents(deb: Path) -> None:
 def box(deb: Path, tmp_path_factory: pytest.TempPathFactory, photos: dict[str, bytes]) -> Iterator[Container]:
     """The image: minbase + the package installed with apt in a chroot, then booted with systemd."""
     work = tmp_path_factory.mktemp("box")
-    tree = copy_tree(base_tree(deb_depends(deb)), work / "root")
+    tree = copy_tree(base_tree(deb_depends(deb) + EXTRA_PACKAGES), work / "root")
     try:
         files = tree / "srv/system-test"
         files.mkdir()
         shutil.copy(deb, files / "edge-agent.deb")
-        (files / "client.py").write_text(HTTP_CLIENT)
+        shutil.copy(CLIENT, files / "client.py")
         (files / "bus.jpg").write_bytes(photos["bus"])
         with mounted_proc(tree):
             chroot(tree, "apt-get", "install", "-y", "-q", "/srv/system-test/edge-agent.deb")
@@ -139,7 +126,8 @@ def _save_journal(box: Container) -> None:
 
 def http(box: Container, method: str, path: str, body: str = "-", token: str | None = None) -> tuple[int, str]:
     """An HTTP request from inside the box, with the venv's Python."""
-    args = ["/opt/edge-agent/bin/python", "/srv/system-test/client.py", method, f"http://127.0.0.1:{PORT}{path}", body]
+    args = ["/opt/edge-agent/bin/python", "/srv/system-test/client.py", "http", method,
+            f"http://127.0.0.1:{PORT}{path}", body]
     out = box.run(*args, *([token] if token else []), timeout=60).stdout.strip()
     status, _, text = out.partition(" ")
     return int(status), text
@@ -213,6 +201,25 @@ def test_service_runs_confined(box: Container) -> None:
     assert fields["CapEff"].strip() == fields["CapBnd"].strip() == "0000000000000000"
     assert fields["NoNewPrivs"].strip() == "1"
     assert fields["Seccomp"].strip() == "2"
+
+
+def test_nginx_site_proxies_websocket_and_sse(box: Container) -> None:
+    """The shipped nginx site in front of the service: a WS frame gets detections, SSE streams them at once."""
+    box.sh("rm -f /etc/nginx/sites-enabled/default && "
+           "cp /usr/share/doc/edge-agent/examples/nginx-edge-agent.conf /etc/nginx/sites-enabled/proxy.conf && "
+           "nginx -t 2>&1 && systemctl restart nginx")
+    try:
+        out = box.run("/opt/edge-agent/bin/python", "/srv/system-test/client.py", "stream", "http://127.0.0.1:80",
+                      "/srv/system-test/bus.jpg", *filter(None, [_token(box)]), timeout=90).stdout
+        summary = json.loads(out)
+        print(f"through nginx: {summary}")
+        assert summary["sse_status"] == 200 and summary["sse_type"].startswith("text/event-stream")
+        assert summary["hello"] == "session"
+        assert summary["reply"] == "detections" and "person" in summary["labels"]
+        assert "detections" in summary["events"], "the SSE event came through unbuffered"
+        assert summary["sse_delay_s"] < 5
+    finally:
+        box.sh("rm -f /etc/nginx/sites-enabled/proxy.conf && systemctl stop nginx")
 
 
 def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> None:
