@@ -30,8 +30,9 @@ die() { printf 'build-deb: %s\n' "$*" >&2; exit 1; }
 export_source() {
     mkdir -p "$1"
     if [ "$WORKTREE" -eq 1 ]; then
-        (cd "$REPO" && git ls-files -z --cached --others --exclude-standard) \
-            | (cd "$REPO" && xargs -0 cp --parents -t "$1" 2>/dev/null || true)
+        # Tracked files deleted in the working tree cannot be copied; that is fine.
+        (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+            | xargs -0 cp --parents -t "$1" 2>/dev/null) || true
     else
         git -C "$REPO" archive --format=tar HEAD | tar -x -C "$1"
     fi
@@ -139,13 +140,16 @@ main() {
         "$src/pyproject.toml")
     SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)}
     export SOURCE_DATE_EPOCH
-    log "edge-agent $version from $([ "$WORKTREE" -eq 1 ] && echo 'the working tree' || git -C "$REPO" rev-parse --short HEAD)"
+    local origin="the working tree"
+    [ "$WORKTREE" -eq 1 ] || origin=$(git -C "$REPO" rev-parse --short HEAD)
+    log "edge-agent $version from $origin"
     ensure_nfpm
 
     log "building the venv at $PREFIX (private mount namespace)"
     # The bind mount needs a mount point; create it only for the build and remove it if it was ours.
     local made_mountpoint=0
     [ -d "$PREFIX" ] || { mkdir -p "$PREFIX"; made_mountpoint=1; }
+    # shellcheck disable=SC2016 # $1..$4 are the inner shell's arguments
     unshare --mount --propagation private -- bash -c \
         'mount --bind "$1" "$2" && exec "$3" --inside-namespace "$4"' \
         _ "$stage$PREFIX" "$PREFIX" "$REPO/provisioning/build-deb.sh" "$src" \
