@@ -206,7 +206,8 @@ def test_agents_across_namespaces(namespaces: tuple[str, str], tmp_path: Path, a
             ),
             timeout=15,
         )
-        assert {a["name"]: a for a in discover(ns_b)}[name]["addresses"] == [A_IP, A_SECOND_IP]
+        after_change = {a["name"]: a for a in discover(ns_b)}
+        assert after_change[name]["addresses"] == [A_IP, A_SECOND_IP], after_change
 
         # SIGTERM: goodbye packets make B drop A at once, and A exits 0.
         agent_a.signal(signal.SIGTERM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -50,16 +51,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-async def _resolve(zc: Zeroconf, name: str) -> Agent | None:
+async def _resolve(zc: Zeroconf, name: str) -> AsyncServiceInfo | None:
     info = AsyncServiceInfo(AGENT_TYPE, name)
     if not await info.async_request(zc, RESOLVE_MS) or info.port is None:
         return None
+    return info
+
+
+def _agent(zc: Zeroconf, info: AsyncServiceInfo) -> Agent:
+    # Reload from the cache: an answer that arrived in parts (responders rate-limit records they
+    # multicast within the last second) completes while the browse window is open.
+    info.load_from_cache(zc)
+    name = info.name
     txt = {k: v or "" for k, v in info.decoded_properties.items()}
     return Agent(
         name=name[: -len(AGENT_TYPE) - 1],
         host=(info.server or "").rstrip("."),
-        addresses=info.parsed_addresses(IPVersion.V4Only),
-        port=info.port,
+        addresses=sorted(info.parsed_addresses(IPVersion.V4Only), key=ipaddress.IPv4Address),
+        port=info.port or 0,
         txt=txt,
     )
 
@@ -89,7 +98,7 @@ async def discover(timeout: float, interfaces: list[str], token: str | None = No
     zc_args: dict[str, Any] = {"ip_version": IPVersion.V4Only}
     if interfaces:
         zc_args["interfaces"] = interfaces
-    resolving: dict[str, asyncio.Task[Agent | None]] = {}
+    resolving: dict[str, asyncio.Task[AsyncServiceInfo | None]] = {}
     async with AsyncZeroconf(**zc_args) as aiozc:
 
         def on_change(
@@ -101,7 +110,8 @@ async def discover(timeout: float, interfaces: list[str], token: str | None = No
         browser = AsyncServiceBrowser(aiozc.zeroconf, [AGENT_TYPE], handlers=[on_change])
         await asyncio.sleep(timeout)
         await browser.async_cancel()
-        found = [a for a in await asyncio.gather(*resolving.values()) if a is not None]
+        infos = await asyncio.gather(*resolving.values())
+        found = [_agent(aiozc.zeroconf, info) for info in infos if info is not None]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
         await asyncio.gather(*(_check_health(session, a, token) for a in found))
     return sorted(found, key=lambda a: a.name)
