@@ -65,13 +65,11 @@ check_shlibs() {
     local stage=$1 src=$2 lib pkg missing=0 depends
     depends=$(sed -n '/^depends:/,/^[a-z]/s/^  - \([a-z0-9.+-]*\).*/\1/p' "$src/provisioning/nfpm.yaml")
     declare -A allowed=()
-    for pkg in $depends; do
-        allowed[$pkg]=1
-        # What a listed package depends on is there too (e.g. python3.11 -> libexpat1, libssl3).
-        for dep in $(apt-cache depends --recurse --important "$pkg" 2>/dev/null \
-                         | sed -n 's/^ *[A-Za-z]*Depends: \([^ <]*\).*/\1/p'); do
-            allowed[${dep%%:*}]=1
-        done
+    # What a listed package depends on is there too (e.g. python3.11 -> libexpat1, libssl3).
+    # shellcheck disable=SC2086 # one word per package
+    for pkg in $depends $(apt-cache depends --recurse --important $depends 2>/dev/null \
+                              | sed -n 's/^ *[A-Za-z]*Depends: \([^ <]*\).*/\1/p'); do
+        allowed[${pkg%%:*}]=1
     done
     while read -r lib; do
         pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -n1 | cut -d: -f1) || true
