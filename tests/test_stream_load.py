@@ -84,8 +84,11 @@ async def test_overload_every_frame_answered_once_and_fairly(serve: Serve, photo
         await next_json(ws)
     finished = asyncio.Event()
     readers = [asyncio.create_task(collect(ws, t, finished)) for ws, t in zip(sockets, tallies)]
-    # Three cameras, each as fast as the whole engine: 3x what it can serve.
-    await asyncio.gather(*(paced_sender(ws, jpeg, capacity, seconds, t) for ws, t in zip(sockets, tallies)))
+    # Three cameras, each 1.5x as fast as the whole engine: 4.5x what it served when measured (a margin
+    # for noisy boxes, so the overload is at least 3x).
+    await asyncio.gather(
+        *(paced_sender(ws, jpeg, 1.5 * capacity, seconds, t) for ws, t in zip(sockets, tallies))
+    )
     await finish(finished, sockets)
     await asyncio.wait_for(asyncio.gather(*readers), 30)
     for ws in sockets:
@@ -96,9 +99,9 @@ async def test_overload_every_frame_answered_once_and_fairly(serve: Serve, photo
             "one reply per frame, in order"
         )
         assert len(t.kinds("detections")) + len(t.kinds("dropped", "backpressure")) == t.sent
-        assert t.sent >= 2.5 * capacity
+        assert t.sent >= 4 * capacity and t.kinds("dropped", "backpressure")
     total_sent = sum(t.sent for t in tallies)
-    assert sum(processed) < 0.6 * total_sent, "the engine cannot have served most of a 3x overload"
+    assert sum(processed) < total_sent / 2, "the engine cannot have served most of the overload"
     # The engine stays busy, and the three share it evenly.
     assert sum(processed) >= 0.4 * capacity * seconds, (processed, capacity)  # noisy CI boxes: generous
     assert min(processed) >= 0.7 * max(processed), processed
