@@ -29,17 +29,11 @@ def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], Any] | None
     return load_config(_config_path(getattr(args, "config", None)), overrides=overrides)
 
 
-def _ready_printer(module: Any, app: Any) -> Any:
-    # The appliance package provides make_ready_printer (READY=1 once the port listens).
-    factory = getattr(module, "make_ready_printer", None)
-    return factory(app) if factory else print
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load, warm up and serve until SIGTERM/SIGINT."""
     from aiohttp import web
 
-    from . import appliance
+    from .appliance import make_ready_printer
     from .server.app import create_app
 
     overrides: dict[tuple[str, ...], Any] = {}
@@ -51,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = loaded.config
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(loaded)
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=_ready_printer(appliance, app),
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=make_ready_printer(app),
                 shutdown_timeout=cfg.server.shutdown_timeout, access_log=None, handle_signals=True)
     return 0
 
@@ -141,20 +135,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Benchmark WebSocket clients against a running server (see edge_agent.server.bench)."""
-    from .server import bench
-
-    return int(bench.main(args.rest))
-
-
-def cmd_discover(args: argparse.Namespace) -> int:
-    """Browse the LAN for agents (see edge_agent.appliance.discover)."""
-    from .appliance import discover
-
-    return int(discover.main(args.rest))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="edge-agent", description="Real-time hazard detection for edge boxes.")
@@ -188,18 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config_cmd", choices=["check", "show", "default"],
                    help="check: validate; show: effective values and sources; default: print the documented defaults")
     c.set_defaults(func=cmd_config)
-    for name, func, text in (("bench", cmd_bench, "benchmark a running server over WebSocket"),
-                             ("discover", cmd_discover, "find agents on the LAN over mDNS")):
-        x = sub.add_parser(name, help=text, add_help=False)
-        x.add_argument("rest", nargs=argparse.REMAINDER)
-        x.set_defaults(func=func)
+    # Listed for --help only: main() hands their arguments to their own parsers.
+    sub.add_parser("bench", help="benchmark a running server over WebSocket (bench --help)", add_help=False)
+    sub.add_parser("discover", help="find agents on the LAN over mDNS (discover --help)", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; expected errors print one clear message, never a traceback."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["discover"]:  # these two have their own parsers: hand them every argument
+            from .appliance import discover
+
+            return int(discover.main(argv[1:]))
+        if argv[:1] == ["bench"]:
+            from .server import bench
+
+            return int(bench.main(argv[1:]))
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except ConfigError as exc:
         for key, reason in exc.errors:

@@ -186,8 +186,6 @@ class Engine:
 
     async def async_stop(self, timeout: float = 10.0) -> None:
         """Wait (bounded) for in-flight requests, then release the model and threads."""
-        if not self._slots:
-            return
         deadline = time.monotonic() + timeout
         while self.in_flight and time.monotonic() < deadline and not self._stalled:
             await asyncio.sleep(0.01)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..appliance import setup_appliance
+from ..appliance import attach_engine, setup_appliance
 from ..config import LoadedConfig
 from ..engine import Engine
 from ..web import setup_viewer
@@ -17,6 +17,7 @@ from .streaming import setup_streaming
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Compile and warm up the engine before serving; drain and stop it on shutdown."""
     engine = Engine(app[CONFIG_KEY].value.config)
+    attach_engine(app, engine)  # STATUS= and EXTEND_TIMEOUT_USEC for each compile attempt
     await engine.async_start()
     app[ENGINE_KEY] = Ref(engine)
     yield
