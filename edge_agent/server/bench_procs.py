@@ -1,0 +1,99 @@
+"""Processes the bench starts: `edge-agent serve` on a free loopback port, and OpenVINO's benchmark_app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+
+BENCH_ENV = {
+    # No rate limit or adaptive FPS: the bench measures what the pipeline can do.
+    "STREAMING_MAX_FPS": "240",
+    "STREAMING_DEFAULT_FPS": "240",
+    "EDGE_AGENT_STREAMING__TARGET_LATENCY_MS": "600000",
+    "EDGE_AGENT_MDNS__ENABLED": "false",
+}
+
+
+def benchmark_app(model: Path, device: str, hint: str, seconds: int) -> tuple[float, float]:
+    """OpenVINO's benchmark_app on the same IR: throughput and median latency."""
+    exe = Path(sys.executable).with_name("benchmark_app")
+    cmd = [
+        str(exe) if exe.exists() else "benchmark_app",
+        "-m",
+        str(model),
+        "-d",
+        device,
+        "-hint",
+        hint,
+        "-t",
+        str(seconds),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    fps = re.search(r"Throughput:\s+([\d.]+) FPS", out)
+    median = re.search(r"Median:\s+([\d.]+) ms", out)
+    if fps is None or median is None:
+        raise RuntimeError(f"cannot parse benchmark_app output:\n{out[-2000:]}")
+    return float(fps.group(1)), float(median.group(1))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(hint: str, config: str | None, timeout: float = 300.0) -> Iterator[str]:
+    """`edge-agent serve` with the given hint in a subprocess; yields its WebSocket URL."""
+    port = _free_port()
+    env = {**os.environ, **BENCH_ENV, "OPENVINO_PERFORMANCE_MODE": hint}
+    cmd = [
+        sys.executable,
+        "-c",
+        "from edge_agent.cli import main; raise SystemExit(main())",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ] + (["--config", config] if config else [])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        asyncio.run(_wait_ready(f"http://127.0.0.1:{port}/v1/info", proc, timeout))
+        yield f"ws://127.0.0.1:{port}/stream/detection"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}"
+                )
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"server not ready after {timeout:.0f} s")
