@@ -134,9 +134,14 @@ class Container:
         self.proc = subprocess.Popen(["script", "-qfec", nspawn, str(self.log)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.pid1 = wait_for("the container's systemd", self._find_pid1, timeout=30)
-        state = self.sh("systemctl is-system-running --wait", timeout=timeout, check=False).stdout.strip()
-        if state not in ("running", "degraded"):
-            raise SystemTestError(f"boot ended in state {state!r}; console log in {self.log}")
+        # systemctl cannot connect until PID 1 has set up its private bus socket: retry until it answers.
+        answer = wait_for("systemd to answer", self._boot_state, timeout=timeout)
+        if answer not in ("running", "degraded"):
+            raise SystemTestError(f"boot ended in state {answer!r}; console log in {self.log}")
+
+    def _boot_state(self) -> str | None:
+        out = self.run("systemctl", "is-system-running", "--wait", timeout=120, check=False)
+        return out.stdout.strip() or None
 
     def _find_pid1(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
