@@ -21,6 +21,7 @@ from .device import async_select
 from .errors import EngineNotRunning, InferenceError
 from .frames import FrameBuffers, check_jpeg, letterbox_into
 from .models.loader import LoadedModel, load_model
+from .pool import FairPool
 from .postprocess import to_detections
 from .stats import LatencyWindow
 from .types import DetectParams, DeviceChoice, ModelInfo, Result, Timings
@@ -68,7 +69,7 @@ class Engine:
         self._core = core
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._free: FairPool[_Slot] = FairPool()
         self._slots: list[_Slot] = []
         self._loaded: LoadedModel | None = None
         self._compiled: ov.CompiledModel | None = None
@@ -170,7 +171,7 @@ class Engine:
             slot = _Slot(request, image, FrameBuffers(INITIAL_DECODE_PIXELS))
             request.set_callback(self._on_done, slot)
             self._slots.append(slot)
-            self._free.put_nowait(slot)
+            self._free.put(slot)
 
     def _on_done(self, slot: _Slot) -> None:
         # Runs on an OpenVINO thread: hand over to the loop, never touch asyncio objects here directly.
@@ -192,7 +193,7 @@ class Engine:
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor, self._slots, self._compiled = None, [], None
-        self._free = asyncio.Queue()
+        self._free.clear()
 
     def inject_stall(self) -> None:
         """Fault injection for tests: every later inference hangs forever (its result is never delivered)."""
@@ -210,7 +211,7 @@ class Engine:
         self.in_flight -= 1
         slot.future = None
         if self.running:
-            self._free.put_nowait(slot)
+            self._free.put(slot)
 
     def _prepare(self, slot: _Slot, jpeg: bytes, width: int, height: int) -> tuple[float, float, float, int, int, float]:
         """Decode and letterbox into the slot's tensor, then start inference (worker thread)."""

@@ -126,3 +126,19 @@ async def test_steady_state_allocates_no_frame_sized_arrays(engine: Engine, phot
     frame_bytes = 640 * 480 * 3
     assert peak - base < frame_bytes / 2, f"peak grew by {peak - base} bytes during 150 frames"
     assert current - base < 64 * 1024
+
+
+async def test_callers_are_served_first_come_first_served(engine: Engine, photos: dict[str, bytes]) -> None:
+    frame = photos["coffee"]
+    counts = [0] * (2 * engine.num_requests + 1)
+    done = 0
+
+    async def caller(i: int) -> None:
+        nonlocal done
+        while done < 8 * len(counts):
+            await engine.detect(frame)  # goes straight back in line, like a closed-loop client
+            counts[i] += 1
+            done += 1
+
+    await asyncio.gather(*(caller(i) for i in range(len(counts))))
+    assert max(counts) - min(counts) <= 2, counts

@@ -146,7 +146,7 @@ def load_model(core: ov.Core, path_setting: str, family_setting: str = "auto",
             anchors = tuple(heads[next(iter(o.get_names()))] for o in model.outputs)
         except (KeyError, StopIteration):
             raise ModelError("darknet model lacks anchors in rt_info (import it with `edge-agent model import-darknet`)") from None
-        decoder = DarknetYoloDecoder(anchors=anchors, input_size=input_size)  # type: ignore[arg-type]
+        decoder = DarknetYoloDecoder(anchors=anchors, input_size=input_size)
     elif family == "ultralytics":
         check_outputs(family, shapes, len(labels))
         decoder = UltralyticsDecoder()
