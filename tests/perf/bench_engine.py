@@ -35,7 +35,9 @@ def frames() -> dict[str, bytes]:
     photo = simplejpeg.decode_jpeg((ASSETS / "ultralytics" / "assets" / "zidane.jpg").read_bytes())
     crop = photo[:, 160:1120]  # 960x720 → 640x480
     small = crop[(np.arange(480) * 1.5).astype(int)][:, (np.arange(640) * 1.5).astype(int)]
-    enc = lambda a: simplejpeg.encode_jpeg(np.ascontiguousarray(a), quality=85, colorsubsampling="420")
+    def enc(a: np.ndarray) -> bytes:
+        return bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(a), quality=85, colorsubsampling="420"))
+
     return {"640x480": enc(small), "1280x720": enc(photo)}
 
 
