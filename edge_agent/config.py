@@ -68,7 +68,8 @@ class EngineConfig(_Section):
     )
     async_inference: bool = Field(True, description="Use several infer requests in flight (False = exactly one).")
     num_requests: int = Field(
-        0, ge=0, le=64, description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS."
+        0, ge=0, le=64,
+        description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS (+1 under THROUGHPUT).",
     )
     cpu_threads: int = Field(0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default.")
     cpu_pinning: bool | None = Field(None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default.")

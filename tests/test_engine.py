@@ -142,3 +142,19 @@ async def test_callers_are_served_first_come_first_served(engine: Engine, photos
 
     await asyncio.gather(*(caller(i) for i in range(len(counts))))
     assert max(counts) - min(counts) <= 2, counts
+
+
+async def test_cancelled_caller_does_not_lose_or_corrupt_a_request(engine: Engine, photos: dict[str, bytes]) -> None:
+    for delay in (0.0, 0.001, 0.01):
+        tasks = [asyncio.create_task(engine.detect(photos["bus"])) for _ in range(engine.num_requests + 1)]
+        await asyncio.sleep(delay)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    results = await asyncio.gather(*(engine.detect(photos["zidane"]) for _ in range(engine.num_requests * 2)))
+    assert all(r.image_size == (1280, 720) and r.detections for r in results)
+    for _ in range(100):  # cancelled requests finish on their own and give their slot back
+        if engine.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert engine.in_flight == 0

@@ -70,15 +70,16 @@ async def engine_run(cfg: Config, frame: bytes, seconds: float, callers: int | N
             if record:
                 latencies.append(result.timings.total)
 
-    n = callers or 2 * engine.num_requests
+    n = callers or engine.num_requests + 2
     await asyncio.gather(*(sender(False) for _ in range(n)))
     stop = time.perf_counter() + seconds
     t0 = time.perf_counter()
     await asyncio.gather(*(sender(True) for _ in range(n)))
     elapsed = time.perf_counter() - t0
+    nireq = engine.num_requests
     await engine.async_stop()
     return {"fps": len(latencies) / elapsed, "p50": float(np.percentile(latencies, 50)),
-            "p99": float(np.percentile(latencies, 99)), "nireq": engine.num_requests, "callers": n}
+            "p99": float(np.percentile(latencies, 99)), "nireq": nireq, "callers": n}
 
 
 async def start_time(cfg: Config) -> float:
