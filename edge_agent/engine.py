@@ -270,7 +270,7 @@ class Engine:
         except RuntimeError as exc:  # OpenVINO refusing to start
             error = InferenceError(f"inference failed to start: {exc}")
             self._loop.call_soon_threadsafe(self._complete, slot, job, None, error)
-        except Exception as exc:  # noqa: BLE001 - any bug must reach the caller, or it would wait forever
+        except Exception as exc:  # any bug must reach the caller, or it would wait forever
             log.exception("frame preparation failed")
             error = InferenceError(f"frame preparation failed: {type(exc).__name__}: {exc}")
             self._loop.call_soon_threadsafe(self._complete, slot, job, None, error)
