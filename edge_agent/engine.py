@@ -231,6 +231,13 @@ class Engine:
             await asyncio.sleep(0.01)
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        for slot in self._slots:
+            # A completion callback may still be unwinding on an OpenVINO thread after it handed us the
+            # result; wait() returns once it is done (idle requests return at once). Then break the
+            # request -> callback -> engine cycle, which Python's GC cannot see through C++.
+            if not self._stalled:
+                slot.request.wait()
+            slot.request.set_callback(_ignore, None)
         self._executor, self._slots, self._compiled = None, [], None
         self._free.clear()
 
@@ -331,3 +338,5 @@ class Engine:
         self.last_success = time.monotonic()
 
 
+def _ignore(_userdata: object) -> None:
+    """Callback left on requests being released."""

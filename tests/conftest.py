@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def photos() -> dict[str, bytes]:
     assets = package_dir("ultralytics") / "assets"
     shots["bus"] = (assets / "bus.jpg").read_bytes()  # 810x1080: four people and a bus
     shots["zidane"] = (assets / "zidane.jpg").read_bytes()  # 1280x720: two men
+    darknet = Path(sys.prefix) / "share" / "test-photos" / "darknet"  # Debian's darknet sample data
+    if not (darknet / "person.jpg").is_file():
+        pytest.fail(f"{darknet} is missing: run provisioning/setup-dev.sh --test")
+    shots["person_dog"] = (darknet / "person.jpg").read_bytes()  # 640x424: a person, a dog and a horse
+    shots["dog"] = (darknet / "dog.jpg").read_bytes()  # 768x576: a dog, a bicycle and a truck
     return shots
 
 

@@ -83,19 +83,25 @@ def test_cli_config_show_lists_sources(tmp_path: Path) -> None:
     assert 'engine.device = "auto"    # default' in proc.stdout
 
 
-def test_cli_detect_json_on_real_photo(default_model: Path, photos: dict[str, bytes], tmp_path: Path) -> None:
-    image = tmp_path / "zidane.jpg"
-    image.write_bytes(photos["zidane"])
-    proc = run_cli("detect", "--json", str(image), env={"PATH": "/usr/bin:/bin",
-                                                          "EDGE_AGENT_ENGINE__CACHE_DIR": str(tmp_path / "c")})
+def test_cli_detect_person_with_dog(default_model: Path, photos: dict[str, bytes], tmp_path: Path) -> None:
+    from tests.test_engine import FIELD_DOG, FIELD_PERSON, iou
+
+    image = tmp_path / "person.jpg"
+    image.write_bytes(photos["person_dog"])
+    env = {"PATH": "/usr/bin:/bin", "EDGE_AGENT_ENGINE__CACHE_DIR": str(tmp_path / "c")}
+    proc = run_cli("detect", "--json", str(image), env=env)
     assert proc.returncode == 0, proc.stderr
     detections = json.loads(proc.stdout)
-    assert {"label", "class_id", "confidence", "box"} <= set(detections[0])
-    person = next(d for d in detections if d["label"] == "person")
-    assert person["class_id"] == 0 and len(person["box"]) == 4 and person["box"][0] < person["box"][2]
-    text = run_cli("detect", str(image), env={"PATH": "/usr/bin:/bin",
-                                               "EDGE_AGENT_ENGINE__CACHE_DIR": str(tmp_path / "c")})
-    assert text.stdout.startswith("person") and "box=[" in text.stdout
+    assert all(set(d) == {"label", "class_id", "confidence", "box"} for d in detections)
+    for label, class_id, truth in (("person", 0, FIELD_PERSON), ("dog", 16, FIELD_DOG)):
+        found = [d for d in detections if d["label"] == label]
+        assert found and found[0]["class_id"] == class_id
+        assert max(iou(tuple(d["box"]), truth) for d in found) > 0.7
+    text = run_cli("detect", str(image), env=env)
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert any(ln.startswith("person") and "box=[" in ln for ln in lines)
+    assert any(ln.startswith("dog") and "box=[" in ln for ln in lines)
 
 
 def test_cli_detect_bad_file_is_a_clear_error(default_model: Path, tmp_path: Path) -> None:

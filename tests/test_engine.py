@@ -17,6 +17,10 @@ BUS_COAT_MAN = (50, 400, 245, 905)
 BUS_SUNGLASSES_MAN = (220, 405, 345, 860)
 BUS_RIGHT_EDGE = (665, 360, 810, 875)
 ZIDANE_RIGHT_MAN = (745, 40, 1140, 720)
+# ... and in Debian's darknet sample photo person.jpg (640x424).
+FIELD_PERSON = (190, 98, 275, 375)
+FIELD_DOG = (62, 262, 200, 345)
+FIELD_HORSE = (405, 138, 602, 348)
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -29,6 +33,15 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 def people(dets: list[Detection]) -> list[Detection]:
     return [d for d in dets if d.label == "person"]
+
+
+async def test_person_with_dog_and_horse(engine: Engine, photos: dict[str, bytes]) -> None:
+    result = await engine.detect(photos["person_dog"])
+    assert result.image_size == (640, 424)
+    for label, truth in (("person", FIELD_PERSON), ("dog", FIELD_DOG), ("horse", FIELD_HORSE)):
+        best = max((d for d in result.detections if d.label == label), key=lambda d: iou(d.box, truth))
+        assert iou(best.box, truth) > 0.7, (label, best)
+        assert best.confidence > 0.8
 
 
 async def test_bus_people_boxes_in_place(engine: Engine, photos: dict[str, bytes]) -> None:
