@@ -64,12 +64,12 @@ class EngineConfig(_Section):
         return value
 
     performance_hint: Literal["auto", "LATENCY", "THROUGHPUT"] = Field(
-        "auto", description="OpenVINO performance hint; 'auto' picks THROUGHPUT on multi-core CPUs."
+        "auto", description="OpenVINO performance hint; 'auto' picks LATENCY up to 4 cores, THROUGHPUT above."
     )
     async_inference: bool = Field(True, description="Use several infer requests in flight (False = exactly one).")
     num_requests: int = Field(
         0, ge=0, le=64,
-        description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS (+1 under THROUGHPUT).",
+        description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS + 1 (decode overlaps inference).",
     )
     cpu_threads: int = Field(0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default.")
     cpu_pinning: bool | None = Field(None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default.")

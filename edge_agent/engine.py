@@ -45,10 +45,15 @@ def with_preprocessing(loaded: LoadedModel) -> ov.Model:
 
 
 def resolve_hint(setting: str) -> str:
-    """'auto' → THROUGHPUT on multi-core boxes (streams overlap frames), LATENCY on a single core."""
+    """'auto' → LATENCY on small boxes (up to 4 cores), THROUGHPUT on bigger ones.
+
+    Measured on 2 cores (benchmark_app, same IR): LATENCY gives 97% of THROUGHPUT's FPS (40.5 vs 41.7) at half
+    the per-frame latency (23.6 vs 46.6 ms), so a real-time box is better served by LATENCY; the extra streams
+    of THROUGHPUT pay off only with more cores.
+    """
     if setting != "auto":
         return setting
-    return "THROUGHPUT" if (os.cpu_count() or 1) > 1 else "LATENCY"
+    return "THROUGHPUT" if (os.cpu_count() or 1) > 4 else "LATENCY"
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Engine:
         self._loaded: LoadedModel | None = None
         self._compiled: ov.CompiledModel | None = None
         self._stalled = False
+        self._stopping = False
         self.device: DeviceChoice | None = None
         self.in_flight = 0
         self.last_success: float | None = None
@@ -181,9 +187,9 @@ class Engine:
 
     def _make_slots(self, compiled: ov.CompiledModel) -> None:
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        # Under THROUGHPUT one request more than the streams: a frame is decoded while every stream runs
-        # (measured on 2 cores: 36.9 -> 38.4 FPS against benchmark_app's 41.0).
-        wanted = self._cfg.engine.num_requests or optimal + (1 if self.hint == "THROUGHPUT" else 0)
+        # One request more than the device's optimum: the next frame is decoded while every stream runs
+        # (measured on 2 cores, 4 callers: THROUGHPUT 36.9 -> 38.4 FPS, LATENCY 37.0 -> 38.2 FPS).
+        wanted = self._cfg.engine.num_requests or optimal + 1
         count = max(1, wanted) if self._cfg.engine.async_inference else 1
         shape = tuple(compiled.input(0).get_shape())
         for _ in range(count):
@@ -225,7 +231,9 @@ class Engine:
             job.future.set_result(value)
 
     async def async_stop(self, timeout: float = 10.0) -> None:
-        """Wait (bounded) for in-flight requests, then release the model and threads."""
+        """Refuse new frames, wait (bounded) for in-flight requests, then release the model and threads."""
+        self._stopping = True
+        self._free.close(EngineNotRunning("engine is stopping"))
         deadline = time.monotonic() + timeout
         while self.in_flight and time.monotonic() < deadline and not self._stalled:
             await asyncio.sleep(0.01)
@@ -233,13 +241,12 @@ class Engine:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for slot in self._slots:
             # A completion callback may still be unwinding on an OpenVINO thread after it handed us the
-            # result; wait() returns once it is done (idle requests return at once). Then break the
-            # request -> callback -> engine cycle, which Python's GC cannot see through C++.
+            # result; wait() returns once it is done. Then break the request -> callback -> engine cycle,
+            # which Python's GC cannot see through C++ (left alive, it aborts the interpreter at exit).
             if not self._stalled:
                 slot.request.wait()
-            slot.request.set_callback(_ignore, None)
+                slot.request.set_callback(_ignore, None)
         self._executor, self._slots, self._compiled = None, [], None
-        self._free.clear()
 
     def inject_stall(self) -> None:
         """Fault injection for tests: every later inference hangs forever (its result is never delivered)."""
@@ -247,7 +254,7 @@ class Engine:
         self._stalled = True
 
     async def _acquire(self) -> _Slot:
-        if not self.running:
+        if not self.running or self._stopping:
             raise EngineNotRunning("engine is not running")
         slot = await self._free.get()
         self.in_flight += 1
@@ -256,7 +263,7 @@ class Engine:
     def _release(self, slot: _Slot) -> None:
         self.in_flight -= 1
         slot.job = None
-        if self.running:
+        if self.running and not self._stopping:
             self._free.put(slot)
 
     def _prepare(self, slot: _Slot, job: _Job) -> None:

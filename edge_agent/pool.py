@@ -38,6 +38,10 @@ class FairPool(Generic[T]):
                 self.put(waiter.result())  # handed over just as we were cancelled: pass it on
             raise
 
-    def clear(self) -> None:
-        """Forget all free items (the engine is stopping)."""
+    def close(self, error: BaseException) -> None:
+        """Forget all free items and fail every waiter with `error` (the owner is stopping)."""
         self._free.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)

@@ -57,9 +57,12 @@ async def agent_factory(tmp_path: Path, agent_cache: Path) -> AsyncIterator[Any]
         agent.notify.close()
 
 
-async def _stream(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, replies: list[dict[str, Any]]) -> None:
-    """Send a frame, wait for its reply, repeat (one frame in flight, like a paced camera)."""
+async def _stream(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, replies: list[dict[str, Any]],
+                  fps_limit: float) -> None:
+    """Send a frame, wait for its reply, repeat (one frame in flight, paced below the session's fps limit)."""
+    loop = asyncio.get_running_loop()
     while True:
+        due = loop.time() + 1.25 / fps_limit
         await ws.send_bytes(jpeg)
         msg = await ws.receive()
         if msg.type != aiohttp.WSMsgType.TEXT:
@@ -68,6 +71,7 @@ async def _stream(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, replies: lis
         while reply["type"] not in ("detections", "error", "dropped"):
             reply = (await ws.receive()).json()
         replies.append(reply)
+        await asyncio.sleep(max(0.0, due - loop.time()))
 
 
 async def test_sigterm_closes_sessions_and_exits_0(agent_factory: Any, photos: dict[str, bytes]) -> None:
@@ -109,7 +113,7 @@ async def test_sighup_swaps_model_without_dropping_the_session(
         ws = await http.ws_connect(agent.url("/stream/detection"))
         hello = await ws.receive_json()
         assert hello["model"]["name"] == "first"
-        streaming = asyncio.create_task(_stream(ws, photos["zidane"], replies))
+        streaming = asyncio.create_task(_stream(ws, photos["zidane"], replies, hello["fps_limit"]))
         try:
             async with asyncio.timeout(20):
                 while len(replies) < 3:
