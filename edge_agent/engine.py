@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -99,6 +100,8 @@ class Engine:
         self._compiled: ov.CompiledModel | None = None
         self._stalled = False
         self._stopping = False
+        self._idle = asyncio.Event()  # set whenever no request is in flight
+        self._idle.set()
         self.device: DeviceChoice | None = None
         self.in_flight = 0
         self.last_success: float | None = None
@@ -234,9 +237,9 @@ class Engine:
         """Refuse new frames, wait (bounded) for in-flight requests, then release the model and threads."""
         self._stopping = True
         self._free.close(EngineNotRunning("engine is stopping"))
-        deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline and not self._stalled:
-            await asyncio.sleep(0.01)
+        if not self._stalled:  # a stalled request never finishes: do not wait for it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for slot in self._slots:
@@ -258,10 +261,13 @@ class Engine:
             raise EngineNotRunning("engine is not running")
         slot = await self._free.get()
         self.in_flight += 1
+        self._idle.clear()
         return slot
 
     def _release(self, slot: _Slot) -> None:
         self.in_flight -= 1
+        if not self.in_flight:
+            self._idle.set()
         slot.job = None
         if self.running and not self._stopping:
             self._free.put(slot)
