@@ -33,6 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Load, warm up and serve until SIGTERM/SIGINT."""
     from aiohttp import web
 
+    from .allocator import keep_reads_on_heap
     from .appliance import make_ready_printer
     from .server.app import create_app
 
@@ -44,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args, overrides)
     cfg = loaded.config
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_reads_on_heap()
     app = create_app(loaded)
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=make_ready_printer(app),
                 shutdown_timeout=cfg.server.shutdown_timeout, access_log=None, handle_signals=True)

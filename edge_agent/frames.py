@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -11,17 +10,6 @@ import simplejpeg
 from .errors import DimensionsTooLarge, EmptyFrame, FrameTooLarge, NotJpeg, TruncatedJpeg
 
 PAD_VALUE = 114  # neutral grey for letterbox bars, as YOLO training used
-
-
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """How a frame maps into the model input: scale and offsets, to map boxes back."""
-
-    scale: float
-    dx: int
-    dy: int
-    frame_w: int
-    frame_h: int
 
 
 def check_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> tuple[int, int]:
@@ -44,27 +32,49 @@ def check_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> tuple[int, int]:
 
 
 class FrameBuffers:
-    """One infer request's decode buffer; it grows rarely (bigger frames) and is reused for every frame."""
+    """One infer request's decode buffer; it grows rarely (bigger frames) and is reused for every frame.
+
+    Frames are decoded as RGBX, so a pixel is one uint32 and the letterbox is a single gather of 4-byte
+    items (measured: half the time of gathering 3-byte RGB pixels); the model's PrePostProcessor drops X.
+    """
 
     def __init__(self, capacity_pixels: int) -> None:
-        self.decode = np.empty(capacity_pixels * 3, np.uint8)
-        self.rows = np.empty(capacity_pixels * 3, np.uint8)  # scratch for the separable resize
-        self.cols = np.empty(0, np.uint8)  # scratch when the target region is not contiguous (pillarbox)
+        self.pixels = np.empty(capacity_pixels + 1, np.uint32)  # +1: the pad pixel the bars gather from
         self.last_box: tuple[int, int, int, int] | None = None
 
     def decode_into(self, data: bytes, width: int, height: int, target_w: int, target_h: int) -> np.ndarray:
-        """Decode RGB into the pooled buffer, DCT-scaled by 1/2, 1/4 or 1/8 when the frame is that much larger."""
-        if width * height * 3 > self.decode.size:
-            self.decode = np.empty(width * height * 3, np.uint8)
+        """Decode RGBX into the pooled buffer, DCT-scaled by 1/2, 1/4 or 1/8 when the frame is that much larger."""
+        if width * height + 1 > self.pixels.size:
+            self.pixels = np.empty(width * height + 1, np.uint32)
         factor = dct_factor(width, height, target_w, target_h)
         try:
             image: np.ndarray = simplejpeg.decode_jpeg(
-                data, colorspace="RGB", min_width=-(-width // factor), min_height=-(-height // factor),
-                buffer=self.decode, fastdct=True, fastupsample=True,
+                data, colorspace="RGBX", min_width=-(-width // factor), min_height=-(-height // factor),
+                buffer=self.pixels.view(np.uint8), fastdct=True, fastupsample=True,
             )
         except ValueError as exc:
             raise TruncatedJpeg(f"JPEG data is corrupt or truncated: {exc}") from None
         return image
+
+    def letterbox_into(self, image: np.ndarray, target: np.ndarray) -> tuple[float, int, int]:
+        """Nearest-neighbour resize of a decoded frame, keeping aspect ratio, into target[0] (H, W, 4 u8).
+
+        Returns scale, dx, dy. `image` must be the array `decode_into` returned last.
+        """
+        src_h, src_w = image.shape[:2]
+        dst_h, dst_w = target.shape[1:3]
+        index, new_w, new_h, dx, dy, scale = _plan(src_h, src_w, dst_h, dst_w)
+        out = target.view(np.uint32).reshape(dst_h, dst_w)
+        box = (dx, dy, new_w, new_h)
+        if self.last_box != box:  # the bars above and below only need painting when the layout changes
+            out.fill(PAD_PIXEL)
+            self.last_box = box
+        self.pixels[src_h * src_w] = PAD_PIXEL  # side bars gather this pixel (see _plan)
+        np.take(self.pixels, index, out=out[dy : dy + new_h].reshape(-1), mode="clip")
+        return scale, dx, dy
+
+
+PAD_PIXEL = np.uint32(PAD_VALUE * 0x01010101)
 
 
 def dct_factor(width: int, height: int, target_w: int, target_h: int) -> int:
@@ -81,39 +91,15 @@ def dct_factor(width: int, height: int, target_w: int, target_h: int) -> int:
     return factor
 
 
-@lru_cache(maxsize=32)
-def _plan(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[np.ndarray, np.ndarray, int, int, int, int, float]:
+@lru_cache(maxsize=8)
+def _plan(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[np.ndarray, int, int, int, int, float]:
+    """Flat source index of every pixel in the target rows the image covers (side bars: the pad pixel)."""
     scale = min(dst_w / src_w, dst_h / src_h)
     new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
     dx, dy = (dst_w - new_w) // 2, (dst_h - new_h) // 2
-    ys = np.minimum(((np.arange(new_h) + 0.5) / scale).astype(np.int64), src_h - 1)
-    xs = np.minimum(((np.arange(new_w) + 0.5) / scale).astype(np.int64), src_w - 1)
-    ys.setflags(write=False)
-    xs.setflags(write=False)
-    return ys, xs, new_w, new_h, dx, dy, scale
-
-
-def letterbox_into(image: np.ndarray, target: np.ndarray, buffers: FrameBuffers) -> tuple[float, int, int]:
-    """Nearest-neighbour resize keeping aspect ratio into target[0] (H, W, 3 u8); returns scale, dx, dy."""
-    src_h, src_w = image.shape[:2]
-    dst_h, dst_w = target.shape[1:3]
-    ys, xs, new_w, new_h, dx, dy, scale = _plan(src_h, src_w, dst_h, dst_w)
-    box = (dx, dy, new_w, new_h)
-    if buffers.last_box != box:  # bars only need repainting when the layout changes
-        target.fill(PAD_VALUE)
-        buffers.last_box = box
-    region = target[0, dy : dy + new_h, dx : dx + new_w]
-    if buffers.rows.size < new_h * src_w * 3:
-        buffers.rows = np.empty(new_h * src_w * 3, np.uint8)
-    rows = buffers.rows[: new_h * src_w * 3].reshape(new_h, src_w, 3)
-    # Separable nearest-neighbour: pick rows, then columns; both write into preallocated memory.
-    np.take(image, ys, axis=0, out=rows, mode="clip")
-    if region.flags.c_contiguous:
-        np.take(rows, xs, axis=1, out=region, mode="clip")
-    else:  # numpy would buffer a strided `out` through a fresh temporary on every call
-        if buffers.cols.size < new_h * new_w * 3:
-            buffers.cols = np.empty(new_h * new_w * 3, np.uint8)
-        cols = buffers.cols[: new_h * new_w * 3].reshape(new_h, new_w, 3)
-        np.take(rows, xs, axis=1, out=cols, mode="clip")
-        region[...] = cols
-    return scale, dx, dy
+    ys = np.minimum(((np.arange(new_h) + 0.5) / scale).astype(np.intp), src_h - 1)
+    xs = np.full(dst_w, src_h * src_w, np.intp)  # the pad pixel, stored just after the image
+    xs[dx : dx + new_w] = np.minimum(((np.arange(new_w) + 0.5) / scale).astype(np.intp), src_w - 1)
+    index = np.where(xs[None, :] == src_h * src_w, xs[None, :], ys[:, None] * src_w + xs[None, :]).ravel()
+    # Left writable: np.take copies a read-only index array on every call (numpy requires WRITEABLE).
+    return index, new_w, new_h, dx, dy, scale

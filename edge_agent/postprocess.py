@@ -14,16 +14,18 @@ def to_detections(
 ) -> list[Detection]:
     """Filter by class, run class-aware NMS, undo the letterbox and clip to the frame."""
     boxes, scores, class_ids = candidates
-    valid = (class_ids >= 0) & (class_ids < len(labels))
-    if classes is not None:
-        valid &= np.isin(class_ids, np.fromiter(classes, np.int64, len(classes)))
-    boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
+    if not scores.size:
+        return []
+    if classes is not None or class_ids.min() < 0 or class_ids.max() >= len(labels):
+        valid = (class_ids >= 0) & (class_ids < len(labels))
+        if classes is not None:
+            valid &= np.isin(class_ids, np.fromiter(classes, np.int64, len(classes)))
+        boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
     keep = nms(boxes, scores, class_ids, iou, limit)
     width, height = size
     out = (boxes[keep] - np.array([dx, dy, dx, dy], np.float32)) / scale
-    out[:, 0::2] = out[:, 0::2].clip(0, width)
-    out[:, 1::2] = out[:, 1::2].clip(0, height)
+    np.clip(out, 0.0, np.array([width, height, width, height], np.float32), out=out)
     return [
-        Detection(labels[c], int(c), float(s), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
-        for b, s, c in zip(out, scores[keep], class_ids[keep])
+        Detection(labels[c], c, s, (b[0], b[1], b[2], b[3]))
+        for b, s, c in zip(out.tolist(), scores[keep].tolist(), class_ids[keep].tolist())
     ]

@@ -6,7 +6,7 @@ Every decoder turns raw output arrays into (boxes[N,4] x1y1x2y2 in model-input p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -33,36 +33,58 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DarknetYoloDecoder:
-    """Darknet [yolo] grids: per head [1, A*(5+C), H, W] raw logits, anchors in input pixels."""
+    """Darknet [yolo] grids: per head [1, A*(5+C), H, W] raw logits, anchors in input pixels.
+
+    It runs once per frame right after inference has flushed the CPU caches, where every numpy call costs
+    ~10 us; so heads are only thresholded separately and the box arithmetic runs once over all candidates.
+    """
 
     anchors: tuple[tuple[tuple[float, float], ...], ...]  # per output, in output order
     input_size: tuple[int, int]  # (w, h)
+    _cells: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
-        parts = [self._head(out, np.asarray(anc, np.float32), conf) for out, anc in zip(outputs, self.anchors)]
-        boxes, scores, classes = zip(*parts)
-        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
-
-    def _head(self, out: np.ndarray, anchors: np.ndarray, conf: float) -> Candidates:
-        na = anchors.shape[0]
-        _, ch, gh, gw = out.shape
-        grid = out.reshape(na, ch // na, gh, gw)
-        obj = _sigmoid(grid[:, 4])
-        a_idx, gy, gx = np.nonzero(obj > conf)  # objectness bounds the score: cheap pre-filter
-        if a_idx.size == 0:
+        threshold = _logit(conf)  # objectness bounds the score; comparing logits skips a sigmoid
+        logits, cells = [], []
+        for head, (out, anchors) in enumerate(zip(outputs, self.anchors)):
+            _, ch, gh, gw = out.shape
+            grid = out.reshape(len(anchors), ch // len(anchors), gh * gw)
+            a_idx, g_idx = np.nonzero(grid[:, 4] > threshold)
+            if a_idx.size:
+                logits.append(grid[a_idx, :, g_idx])  # [K, 5+C]
+                cells.append(self._cell_table(head, out.shape)[a_idx * gh * gw + g_idx])
+        if not logits:
             return _empty()
-        cell = grid[a_idx, :, gy, gx]  # [K, 5+C]
-        cls_prob = _sigmoid(cell[:, 5:]) * obj[a_idx, gy, gx][:, None]
-        class_ids = cls_prob.argmax(1)
-        scores = cls_prob[np.arange(class_ids.size), class_ids]
-        keep = scores > conf
-        in_w, in_h = self.input_size
-        cx = (_sigmoid(cell[keep, 0]) + gx[keep]) * (in_w / gw)
-        cy = (_sigmoid(cell[keep, 1]) + gy[keep]) * (in_h / gh)
-        bw = np.exp(np.minimum(cell[keep, 2], 10.0)) * anchors[a_idx[keep], 0]
-        bh = np.exp(np.minimum(cell[keep, 3], 10.0)) * anchors[a_idx[keep], 1]
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+        logit, cell = (logits[0], cells[0]) if len(logits) == 1 else (np.concatenate(logits), np.concatenate(cells))
+        # sigmoid is monotonic: the best class of the logits is the best class of the probabilities.
+        scores = _sigmoid(logit[:, 5:].max(1)) * _sigmoid(logit[:, 4])
+        keep = np.flatnonzero(scores > conf)
+        logit, cell = logit[keep], cell[keep]
+        centre = (_sigmoid(logit[:, 0:2]) + cell[:, 0:2]) * cell[:, 2:4]
+        half = np.exp(np.minimum(logit[:, 2:4], 10.0)) * cell[:, 4:6]
+        boxes = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32, copy=False)
+        return boxes, scores[keep].astype(np.float32, copy=False), logit[:, 5:].argmax(1)
+
+    def _cell_table(self, head: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Per anchor and grid cell: column, row, cell width and height in pixels, half the anchor's w and h."""
+        key = (head, *shape[1:])
+        table = self._cells.get(key)
+        if table is None:
+            anchors = np.asarray(self.anchors[head], np.float32)
+            _, _, gh, gw = shape
+            rows, cols = np.divmod(np.arange(gh * gw, dtype=np.float32), gw)
+            in_w, in_h = self.input_size
+            table = np.empty((len(anchors), gh * gw, 6), np.float32)
+            table[..., 0], table[..., 1] = cols, rows
+            table[..., 2], table[..., 3] = in_w / gw, in_h / gh
+            table[..., 4:6] = anchors[:, None, :] / 2
+            table = self._cells[key] = table.reshape(-1, 6)
+        return table
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
 
 
 @dataclass(frozen=True)
@@ -108,19 +130,15 @@ class SsdDecoder:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, limit: int) -> np.ndarray:
     """Class-aware greedy NMS, vectorised over one IoU matrix; returns kept indices, best first."""
-    if scores.size == 0:
-        return np.zeros(0, np.int64)
+    if scores.size <= 1:
+        return np.arange(scores.size, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")[: max(limit * 8, 256)]
     # Shifting each class into its own coordinate region makes one pass class-aware.
-    shift = (class_ids[order].astype(np.float32) * (float(np.abs(boxes).max()) + 1.0))[:, None]
-    b = boxes[order] + shift
-    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    x1 = np.maximum(b[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(b[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(b[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(b[:, None, 3], b[None, :, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    overlap = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    b = boxes[order] + (class_ids[order] * (float(np.abs(boxes).max()) + 1.0))[:, None]
+    size = (b[:, 2:] - b[:, :2]).clip(0)
+    inter = (np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])).clip(0).prod(2)
+    area = size.prod(1)
+    overlaps = inter > iou * np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
     suppressed = np.zeros(order.size, bool)
     keep: list[int] = []
     for i in range(order.size):
@@ -129,8 +147,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float
         keep.append(i)
         if len(keep) >= limit:
             break
-        suppressed |= overlap[i] > iou
-    return order[np.asarray(keep, np.int64)]
+        suppressed |= overlaps[i]
+    return order[keep]
 
 
 def check_outputs(family: str, shapes: Sequence[tuple[int, ...]], num_labels: int) -> None:

@@ -198,19 +198,26 @@ class Session:
             outcome = await slot.outcome
             if isinstance(outcome, Dropped) and outcome.reason == "closed":
                 continue
-            text, events, change = self._reply(slot, outcome)
-            if self.ws.closed:
+            text, events = self._reply(slot, outcome)
+            sent = await self._send_reply(text)
+            change = self._account(outcome)  # after the send: bookkeeping is off the frame's latency
+            if not sent:
                 continue
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                continue  # the peer went away; keep draining so every slot is consumed
             self._publish(text, events, change, isinstance(outcome, Result))
             if change is not None:
                 await self.send({"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason})
 
-    def _reply(self, slot: _Slot, outcome: Outcome) -> tuple[str, list[HazardEvent], FpsChange | None]:
-        svc, c = self.services, self.counters
+    async def _send_reply(self, text: str) -> bool:
+        if self.ws.closed:
+            return False
+        try:
+            await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            return False  # the peer went away; keep draining so every slot is consumed
+        return True
+
+    def _reply(self, slot: _Slot, outcome: Outcome) -> tuple[str, list[HazardEvent]]:
+        """The reply's text, and the hazard transitions it causes."""
         if isinstance(outcome, Result):
             t = outcome.timings
             if slot.job is not None and slot.job.dispatched:
@@ -219,6 +226,17 @@ class Session:
                 t.queue += wait_ms
                 t.total += wait_ms
             triggered, events = self.hazards.update(outcome.detections, outcome.image_size, slot.frame_id)
+            return dumps(detections_reply(slot.frame_id, slot.timestamp, outcome, triggered)), events
+        if isinstance(outcome, Dropped):
+            return dumps(dropped_reply(slot.frame_id, outcome.reason)), []
+        assert isinstance(outcome, EdgeAgentError)
+        return dumps(error_reply(slot.frame_id, outcome)), []
+
+    def _account(self, outcome: Outcome) -> FpsChange | None:
+        """Count the outcome in the session, metrics and stats; feed adaptive FPS."""
+        svc, c = self.services, self.counters
+        if isinstance(outcome, Result):
+            t = outcome.timings
             c.processed += 1
             self.latency.add(t.total)
             svc.metrics.observe_result(t)
@@ -226,17 +244,16 @@ class Session:
             change = self.fps.observe(t.total, time.monotonic())
             if change is not None:
                 self.limiter.set_rate(change.fps_limit)
-            return dumps(detections_reply(slot.frame_id, slot.timestamp, outcome, triggered)), events, change
+            return change
         if isinstance(outcome, Dropped):
             c.dropped[outcome.reason] = c.dropped.get(outcome.reason, 0) + 1
             svc.metrics.observe_drop(outcome.reason)
             svc.stats.record_drop()
-            return dumps(dropped_reply(slot.frame_id, outcome.reason)), [], None
-        assert isinstance(outcome, EdgeAgentError)
-        c.errors[outcome.code] = c.errors.get(outcome.code, 0) + 1
-        svc.metrics.observe_error(outcome.code)
-        svc.stats.record_error()
-        return dumps(error_reply(slot.frame_id, outcome)), [], None
+        else:
+            c.errors[outcome.code] = c.errors.get(outcome.code, 0) + 1
+            svc.metrics.observe_error(outcome.code)
+            svc.stats.record_error()
+        return None
 
     def _publish(
         self, text: str, events: list[HazardEvent], change: FpsChange | None, detections: bool
