@@ -21,6 +21,7 @@ import aiohttp
 import numpy as np
 import simplejpeg
 
+from ..allocator import keep_reads_on_heap
 from .bench_procs import benchmark_app, server
 from .deflate import SAMPLE_REPLY, deflate_report
 
@@ -208,6 +209,7 @@ def _report(runs: dict[str, list[Run]], counts: list[int]) -> None:
 def main(argv: list[str]) -> int:
     """Entry point of `edge-agent bench`; prints one table."""
     args = _parse(argv)
+    keep_reads_on_heap()  # the clients read replies the way the server reads frames (see allocator.py)
     if args.deflate is not None:
         frames = {Path(f).name: Path(f).read_bytes() for f in args.deflate}
         deflate_report({**frames, "synthetic 640x480": synthetic_frame(), "detections reply": SAMPLE_REPLY})
