@@ -103,6 +103,7 @@ class Engine:
         self._slots: list[_Slot] = []
         self._loaded: LoadedModel | None = None
         self._compiled: ov.CompiledModel | None = None
+        self._num_outputs = 0
         self._stalled = False
         self._stopping = False
         self._idle = asyncio.Event()  # set whenever no request is in flight
@@ -189,6 +190,7 @@ class Engine:
             on_attempt=lambda d: self._status(f"compiling model on {d}"),
         )
         self._loaded, self._compiled = loaded, compiled
+        self._num_outputs = len(compiled.outputs)
         self._make_slots(compiled)
         self.last_success = time.monotonic()
         self._status(f"model {loaded.info.name} ready on {','.join(self.device.executing)}")
@@ -302,7 +304,7 @@ class Engine:
 
     def _finish(self, slot: _Slot, job: _Job) -> list[Detection]:
         assert self._loaded is not None
-        outputs = [slot.request.get_output_tensor(i).data for i in range(len(self._loaded.model.outputs))]
+        outputs = [slot.request.get_output_tensor(i).data for i in range(self._num_outputs)]
         det, params = self._cfg.detection, job.params
         return to_detections(
             self._loaded.decoder(outputs, params.confidence if params.confidence is not None else det.confidence),

@@ -24,7 +24,7 @@ def to_detections(
     keep = nms(boxes, scores, class_ids, iou, limit)
     width, height = size
     out = (boxes[keep] - np.array([dx, dy, dx, dy], np.float32)) / scale
-    np.clip(out, 0.0, np.array([width, height, width, height], np.float32), out=out)
+    np.minimum(np.maximum(out, 0.0, out=out), np.array([width, height, width, height], np.float32), out=out)
     return [
         Detection(labels[c], c, s, (b[0], b[1], b[2], b[3]))
         for b, s, c in zip(out.tolist(), scores[keep].tolist(), class_ids[keep].tolist())

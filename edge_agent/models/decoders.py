@@ -5,6 +5,7 @@ Every decoder turns raw output arrays into (boxes[N,4] x1y1x2y2 in model-input p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,7 +85,7 @@ class DarknetYoloDecoder:
 
 def _logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
-    return float(np.log(p / (1 - p)))
+    return math.log(p / (1 - p))
 
 
 @dataclass(frozen=True)
