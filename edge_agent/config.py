@@ -59,6 +59,8 @@ class EngineConfig(_Section):
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, value: str) -> str:
+        if value.upper() == "AUTO":  # as the seed's OPENVINO_DEVICE=AUTO: our selection, with its reason
+            return "auto"
         if value != "auto" and not DEVICE_PATTERN.fullmatch(value):
             raise ValueError("expected 'auto' or an OpenVINO device such as CPU, GPU, GPU.1, NPU, AUTO:GPU,CPU")
         return value
@@ -170,6 +172,11 @@ class Config(_Section):
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 # The seed guide's variables keep their meaning; everything else is EDGE_AGENT_SECTION__KEY.

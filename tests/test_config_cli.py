@@ -65,6 +65,27 @@ def test_config_errors_name_key_and_reason(tmp_path: Path, toml: str, env: dict[
     assert any(key in k and reason in r for k, r in info.value.errors), info.value.errors
 
 
+@pytest.mark.parametrize(
+    ("env", "key", "value"),
+    [
+        ({"OPENVINO_DEVICE": "AUTO"}, "device", "auto"),
+        ({"EDGE_AGENT_ENGINE__DEVICE": "Auto"}, "device", "auto"),
+        ({"OPENVINO_DEVICE": "AUTO:GPU,CPU"}, "device", "AUTO:GPU,CPU"),
+        ({"EDGE_AGENT_LOG_LEVEL": "debug"}, "log_level", "DEBUG"),
+    ],
+)
+def test_usual_spellings_are_accepted(env: dict[str, str], key: str, value: str) -> None:
+    cfg = load_config(None, environ=env).config
+    assert (cfg.engine.device if key == "device" else cfg.log_level) == value
+
+
+def test_auto_device_in_the_file_means_our_selection(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('log_level = "warning"\n[engine]\ndevice = "AUTO"\n')
+    cfg = load_config(path, environ={}).config
+    assert (cfg.engine.device, cfg.log_level) == ("auto", "WARNING")
+
+
 def test_cli_config_error_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[server]\nport = \"eighty\"\n[engine]\nthreads = 2\n")
