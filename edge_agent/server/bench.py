@@ -132,7 +132,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--clients", default="1,4", help="comma-separated client counts (default 1,4)")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default 10)")
     p.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds; medians are printed (default 2)"
+        "--rounds", type=int, default=3, help="interleaved rounds; medians are printed (default 3)"
     )
     p.add_argument("--image", help="JPEG to send (default: a synthetic 640x480 frame)")
     p.add_argument("--model", help="IR for benchmark_app (default: the built-in model)")
