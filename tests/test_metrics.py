@@ -73,3 +73,24 @@ async def test_two_apps_keep_separate_registries(
     two = samples(await (await second.get("/metrics")).text())
     assert one[("edge_agent_frames_processed_total", ())] == 1.0
     assert two[("edge_agent_frames_processed_total", ())] == 0.0
+
+
+def test_stage_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from prometheus_client import generate_latest
+
+    from edge_agent.server.metrics import StreamMetrics
+    from edge_agent.types import Timings
+
+    metrics = StreamMetrics()
+    for inference_ms in (1.0, 1.5, 30.0, 9000.0):  # on a bound, between bounds, mid-range, above the last
+        metrics.observe_result(Timings(0.0, 0.0, 0.0, inference_ms, 0.0, inference_ms))
+    metrics.observe_drop("backpressure")
+    got = samples(generate_latest(metrics.registry).decode())
+
+    def bucket(le: str) -> float:
+        return got[("edge_agent_stage_seconds_bucket", (("le", le), ("stage", "inference")))]
+
+    assert [bucket(le) for le in ("0.001", "0.0025", "0.035", "5.0", "+Inf")] == [1.0, 2.0, 3.0, 3.0, 4.0]
+    assert abs(got[("edge_agent_stage_seconds_sum", (("stage", "inference"),))] - 9.0325) < 1e-9
+    assert got[("edge_agent_frames_processed_total", ())] == 4.0
+    assert got[("edge_agent_frames_dropped_total", (("reason", "backpressure"),))] == 1.0

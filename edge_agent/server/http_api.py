@@ -84,7 +84,7 @@ async def detect_handler(request: web.Request) -> web.Response:
     try:
         params = _params(request, engine.model.labels)
         body = await _read_body(request, cfg.engine.max_frame_bytes)
-        metrics.frames_received.inc()
+        metrics.count_received()
         check_jpeg(body, cfg.engine.max_frame_bytes, cfg.engine.max_frame_pixels)
         result = await _run(app, body, params)
     except EdgeAgentError as exc:

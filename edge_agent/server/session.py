@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 MAX_UNANSWERED = 256  # a client that never reads replies stops being read from (TCP backpressure)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
+
+
 def dumps(obj: dict[str, Any]) -> str:
     """Compact JSON, as sent on the wire."""
-    return json.dumps(obj, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def with_client(client_id: str, text: str) -> str:
@@ -148,7 +151,7 @@ class Session:
     ) -> None:
         self._seq += 1
         self.counters.received += 1
-        self.services.metrics.frames_received.inc()
+        self.services.metrics.count_received()
         self._outbox.put_nowait(_Slot(self._seq if frame_id is None else frame_id, timestamp, fut, job))
         if self._outbox.qsize() >= MAX_UNANSWERED:
             self.room.clear()
