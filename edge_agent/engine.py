@@ -221,9 +221,10 @@ class Engine:
         value: list[Detection] | None = None
         error: BaseException | None = None
         try:
-            slot.request.get_output_tensor(0)  # raises if the request ended in error
             if job.jpeg is not None:
-                value = self._finish(slot, job)
+                value = self._finish(slot, job)  # reading the outputs raises if the request ended in error
+            else:
+                slot.request.get_output_tensor(0)
         except RuntimeError as exc:
             error = InferenceError(f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
         except Exception as exc:  # a decoder bug must reach the caller, not vanish in a C++ thread
