@@ -10,6 +10,7 @@ import simplejpeg
 from .errors import DimensionsTooLarge, EmptyFrame, FrameTooLarge, NotJpeg, TruncatedJpeg
 
 PAD_VALUE = 114  # neutral grey for letterbox bars, as YOLO training used
+PAD_PIXEL = np.uint32(PAD_VALUE * 0x01010101)  # the same grey as one RGBX pixel
 
 
 def check_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> tuple[int, int]:
@@ -72,9 +73,6 @@ class FrameBuffers:
         self.pixels[src_h * src_w] = PAD_PIXEL  # side bars gather this pixel (see _plan)
         np.take(self.pixels, index, out=out[dy : dy + new_h].reshape(-1), mode="clip")
         return scale, dx, dy
-
-
-PAD_PIXEL = np.uint32(PAD_VALUE * 0x01010101)
 
 
 def dct_factor(width: int, height: int, target_w: int, target_h: int) -> int:

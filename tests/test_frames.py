@@ -34,7 +34,7 @@ def reference_letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def test_letterbox_matches_reference(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(sum(shape))
     image = rng.integers(0, 256, (*shape, 3), np.uint8)
-    buffers = FrameBuffers(16)  # too small on purpose: it must grow
+    buffers = FrameBuffers(16)
     target = np.zeros((1, 32, 40, 4), np.uint8)
     decoded = np.concatenate([image, np.zeros((*shape, 1), np.uint8)], axis=2)
     buffers.pixels = np.empty(shape[0] * shape[1] + 1, np.uint32)

@@ -14,6 +14,7 @@ from ..server.keys import CONFIG_KEY
 from .keys import LIFECYCLE_KEY, NOTIFIER_KEY
 from .state import ports_from_banner
 from .status import status_line
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -81,8 +82,6 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         notifier.status("stopped")
         notifier.close()

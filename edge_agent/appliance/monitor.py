@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from aiohttp import web
 from ..errors import EdgeAgentError
 from ..server.keys import CONFIG_KEY, ENGINE_KEY
 from .keys import MONITOR_KEY
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,7 @@ class InferenceMonitor:
 
     async def cancel(self) -> None:
         """Stop a probe that is still outstanding (a stalled one never returns)."""
-        if self._probe is not None and not self._probe.done():
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await cancel_and_wait(self._probe)
 
 
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -89,7 +86,5 @@ async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor = app[MONITOR_KEY]
     task = asyncio.create_task(monitor.run(), name="inference-monitor")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     await monitor.cancel()

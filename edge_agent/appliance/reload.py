@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -19,6 +18,7 @@ from ..server.keys import CONFIG_KEY, ENGINE_KEY
 from .keys import LIFECYCLE_KEY, NOTIFIER_KEY
 from .lifecycle import attach_engine
 from .status import status_line
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ class Reloader:
 
     async def close(self) -> None:
         """Cancel a reload still running at shutdown."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
 
 async def reload_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from .keys import MONITOR_KEY, NOTIFIER_KEY
 from .notify import watchdog_period
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,4 @@ async def watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("systemd watchdog enabled: period %.1fs, pinging every %.1fs", period, period / 2)
     task = asyncio.create_task(run_watchdog(app, period), name="systemd-watchdog")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)

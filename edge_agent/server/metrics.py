@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -50,8 +51,7 @@ class StreamMetrics:
 
     def observe_drop(self, reason: str) -> None:
         """Count a dropped frame."""
-        dropped = self.frames.dropped
-        dropped[reason] = dropped.get(reason, 0) + 1
+        self.frames.dropped[reason] = self.frames.dropped.get(reason, 0) + 1
 
     def observe_error(self, code: str) -> None:
         """Count a frame answered with an error."""
@@ -97,10 +97,7 @@ class FrameCounts(Collector):
         stages = HistogramMetricFamily(
             "edge_agent_stage_seconds", "Per-stage processing time of a frame.", labels=["stage"]
         )
+        bounds = (*(str(b) for b in _BUCKETS), "+Inf")
         for stage, counts, total in zip(STAGES, self._buckets, self._sums):
-            cumulative, running = [], 0
-            for bound, count in zip((*(str(b) for b in _BUCKETS), "+Inf"), counts):
-                running += count
-                cumulative.append((bound, float(running)))
-            stages.add_metric([stage], cumulative, total)
+            stages.add_metric([stage], list(zip(bounds, map(float, accumulate(counts)))), total)
         yield stages
