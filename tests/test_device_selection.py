@@ -9,8 +9,8 @@ import openvino as ov
 import pytest
 
 from edge_agent.config import Config
-from edge_agent.engine import Engine
 from edge_agent.errors import DeviceError
+from edge_agent.inference.engine import Engine
 
 
 class FakeGpuCore:

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from edge_agent.engine import Engine
 from edge_agent.errors import (
     DimensionsTooLarge,
     EmptyFrame,
@@ -15,6 +14,7 @@ from edge_agent.errors import (
     NotJpeg,
     TruncatedJpeg,
 )
+from edge_agent.inference.engine import Engine
 
 
 def absurd_dimensions(jpeg: bytes, width: int = 60000, height: int = 60000) -> bytes:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from edge_agent.frames import PAD_VALUE, FrameBuffers
-from edge_agent.models.decoders import nms
+from edge_agent.inference.frames import PAD_VALUE, FrameBuffers
+from edge_agent.inference.models.decoders import nms
 from tests.conftest import encode
 
 

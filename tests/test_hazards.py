@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.config import HazardRule
-from edge_agent.hazards import HazardTracker, point_in_polygon, rule_matches, triggered_rules
-from edge_agent.types import Detection
+from edge_agent.inference.contract import Detection
+from edge_agent.sources.hazards import HazardTracker, point_in_polygon, rule_matches, triggered_rules
 
 SIZE = (640, 480)
 PERSON = Detection("person", 0, 0.9, (100.0, 100.0, 200.0, 400.0))  # foot at (150, 400) = (0.234, 0.833)
@@ -72,7 +72,7 @@ def test_triggered_rules_lists_indices() -> None:
 
 
 def test_transitions_debounced() -> None:
-    tracker = HazardTracker([rule(min_frames=2, clear_frames=3)])
+    tracker = HazardTracker("cam-1", [rule(min_frames=2, clear_frames=3)])
     seen: list[tuple[int, str]] = []
     frames = [[PERSON], [], [PERSON], [PERSON], [PERSON], [], [PERSON], [], [], [], [PERSON]]
     for i, dets in enumerate(frames, start=1):
@@ -85,16 +85,18 @@ def test_transitions_debounced() -> None:
 
 
 def test_reply_entry_reports_active_state() -> None:
-    tracker = HazardTracker([rule(min_frames=2)])
+    tracker = HazardTracker("cam-1", [rule(min_frames=2)])
     first, _ = tracker.update([PERSON], SIZE)
     second, events = tracker.update([PERSON], SIZE)
     assert first == [{"rule": "person", "detections": [0], "confidence": 0.9, "active": False}]
     assert second[0]["active"] is True and events[0].state == "started"
+    # The start carries its source and the detections that triggered it (for snapshots and brokers).
+    assert events[0].source_id == "cam-1" and events[0].detections == (PERSON,)
     assert tracker.active == ["person"]
 
 
 def test_end_all_on_disconnect() -> None:
-    tracker = HazardTracker([rule(min_frames=1), rule(name="cat", classes=["cat"], min_frames=1)])
+    tracker = HazardTracker("cam-1", [rule(min_frames=1), rule(name="cat", classes=["cat"], min_frames=1)])
     tracker.update([PERSON], SIZE)
     events = tracker.end_all("client disconnected")
     assert [(e.rule, e.state, e.reason) for e in events] == [("person", "ended", "client disconnected")]
@@ -104,6 +106,7 @@ def test_end_all_on_disconnect() -> None:
 
 def test_rules_are_independent() -> None:
     tracker = HazardTracker(
+        "cam-1",
         [rule(min_frames=1, clear_frames=1), rule(name="cat", classes=["cat"], min_frames=1)]
     )
     _, events = tracker.update([PERSON, CAT], SIZE, 1)

@@ -13,14 +13,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from edge_agent.appliance import mark_listening
-from edge_agent.appliance.keys import IDENTITY_KEY, MONITOR_KEY
+from edge_agent.app import create_app
+from edge_agent.appliance import APPLIANCE, mark_listening
 from edge_agent.config import Config, LoadedConfig
-from edge_agent.engine import Engine
-from edge_agent.server.app import create_app
-from edge_agent.server.keys import ENGINE_KEY
+from edge_agent.inference.engine import Engine
+from edge_agent.observability import OBSERVABILITY
+from edge_agent.runtime import AGENT
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+JPEG = {"Content-Type": "image/jpeg"}
 HEALTH_CT = "application/health+json"
 
 
@@ -49,12 +50,12 @@ async def test_livez_readyz_pass(config: Config, make_client: Any) -> None:
 
 async def test_healthz_document(config: Config, make_client: Any, photos: dict[str, bytes]) -> None:
     app, client = await make_client(config)
-    await app[ENGINE_KEY].value.detect(photos["bus"])
+    assert (await client.post("/v1/detect", data=photos["bus"], headers=JPEG)).status == 200
     resp = await client.get("/healthz")
     assert resp.status == 200 and resp.content_type == HEALTH_CT
     doc = await resp.json(content_type=None)
     assert doc["status"] == "pass"
-    assert doc["serviceId"] == app[IDENTITY_KEY].device_id and re.fullmatch(
+    assert doc["serviceId"] == app[APPLIANCE].identity.device_id and re.fullmatch(
         r"[0-9a-f]{16}|.+", doc["serviceId"]
     )
     assert doc["releaseId"] == doc["version"] == "0.1.0"
@@ -97,14 +98,15 @@ async def test_healthz_document(config: Config, make_client: Any, photos: dict[s
 async def test_health_calls_run_no_inference(config: Config, make_client: Any) -> None:
     config.systemd.watchdog_probe_interval = 3600  # no background probes during the test
     app, client = await make_client(config)
-    engine = app[ENGINE_KEY].value
-    last, frames = engine.last_success, engine.latency.count
+    engine = app[AGENT].engine
+    stats = app[OBSERVABILITY].stats
+    last, frames = engine.last_success, stats.processed_total
     started = time.perf_counter()
     for _ in range(25):
         for path in ("/livez", "/readyz", "/healthz", "/metrics"):
             assert (await client.get(path)).status == 200
     elapsed = time.perf_counter() - started
-    assert (engine.last_success, engine.latency.count, engine.in_flight) == (last, frames, 0)
+    assert (engine.last_success, stats.processed_total, engine.in_flight) == (last, frames, 0)
     assert elapsed / 100 < 0.05, f"{elapsed / 100 * 1e3:.1f} ms per health call"
 
 
@@ -158,12 +160,12 @@ async def test_warn_when_latency_over_target(
     config: Config, make_client: Any, photos: dict[str, bytes]
 ) -> None:
     config.streaming.target_latency_ms = 0.01
-    app, client = await make_client(config)
-    await app[ENGINE_KEY].value.detect(photos["coffee"])
+    _, client = await make_client(config)
+    assert (await client.post("/v1/detect", data=photos["coffee"], headers=JPEG)).status == 200
     doc = await (await client.get("/healthz")).json(content_type=None)
     assert doc["status"] == "pass", "one (cold) frame is not enough to judge latency"
     for _ in range(9):
-        await app[ENGINE_KEY].value.detect(photos["coffee"])
+        assert (await client.post("/v1/detect", data=photos["coffee"], headers=JPEG)).status == 200
     resp = await client.get("/healthz")
     doc = await resp.json(content_type=None)
     assert resp.status == 200 and doc["status"] == "warn"
@@ -201,8 +203,8 @@ async def fallback_engine(config: Config) -> AsyncIterator[Engine]:
 
 async def test_warn_when_fell_back_to_cpu(config: Config, make_client: Any, fallback_engine: Engine) -> None:
     app, client = await make_client(config)
-    original = app[ENGINE_KEY].value
-    app[ENGINE_KEY].value = fallback_engine  # what a reload does
+    original = app[AGENT].engine
+    app[AGENT].engine_or_none = fallback_engine  # what a reload does
     try:
         resp = await client.get("/healthz")
         doc = await resp.json(content_type=None)
@@ -216,7 +218,7 @@ async def test_warn_when_fell_back_to_cpu(config: Config, make_client: Any, fall
             in metrics
         )
     finally:
-        app[ENGINE_KEY].value = original
+        app[AGENT].engine_or_none = original
 
 
 async def test_probe_follows_a_swapped_engine(config: Config, make_client: Any, engine: Engine) -> None:
@@ -224,21 +226,21 @@ async def test_probe_follows_a_swapped_engine(config: Config, make_client: Any, 
     config.systemd.watchdog_probe_interval = 0.1
     config.systemd.max_inference_age = 1.0
     app, client = await make_client(config)
-    stalled = app[ENGINE_KEY].value
+    stalled = app[AGENT].engine
     stalled.inject_stall()
     async with asyncio.timeout(5):
         while (await client.get("/readyz")).status == 200:
             await asyncio.sleep(0.05)
-    app[ENGINE_KEY].value = engine  # what a reload does
+    app[AGENT].engine_or_none = engine  # what a reload does
     try:
         async with asyncio.timeout(5):
             while (await client.get("/readyz")).status != 200:
                 await asyncio.sleep(0.05)
         # Idle for several max_inference_age periods: probes on the new engine keep it ready.
-        probes = app[MONITOR_KEY].probes
+        probes = app[APPLIANCE].monitor.probes
         async with asyncio.timeout(10):
-            while app[MONITOR_KEY].probes < probes + 5:
+            while app[APPLIANCE].monitor.probes < probes + 5:
                 await asyncio.sleep(0.05)
         assert (await client.get("/readyz")).status == 200
     finally:
-        app[ENGINE_KEY].value = stalled
+        app[AGENT].engine_or_none = stalled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from edge_agent import __version__
-from edge_agent.server.keys import METRICS_KEY, STATS_KEY
+from edge_agent.observability import OBSERVABILITY
 
 from .test_stream_support import Serve, next_json, ov_cache, serve, with_dimensions
 
@@ -64,7 +64,7 @@ async def test_detect_bad_requests(serve: Serve, photos: dict[str, bytes]) -> No
         assert error["code"] == code and error["message"]
     resp = await client.post("/v1/detect", data=photos["coffee"], headers=JPEG)
     assert resp.status == 200  # and the server goes on
-    assert client.app[METRICS_KEY].frame_errors.labels(code="not_jpeg")._value.get() == 1
+    assert client.app[OBSERVABILITY].metrics.frame_errors.labels(code="not_jpeg")._value.get() == 1
 
 
 async def test_concurrent_detects_all_served(serve: Serve, photos: dict[str, bytes]) -> None:
@@ -101,7 +101,7 @@ async def test_performance_dashboard(serve: Serve, photos: dict[str, bytes]) -> 
     assert sum(perf["bottlenecks"].values()) == 5 and perf["bottlenecks"]["inference"] >= 3
     assert perf["sessions"][0]["client_id"] == "cam" and perf["sessions"][0]["processed"] == 5
     assert 0 <= perf["system_resources"]["cpu_percent"] <= 100
-    snap = client.app[STATS_KEY].snapshot()
+    snap = client.app[OBSERVABILITY].stats.snapshot()
     assert snap["latency_p50_ms"] is not None and snap["max_sessions"] == 16
 
 
@@ -115,7 +115,7 @@ async def test_metrics_registry_counts(serve: Serve, photos: dict[str, bytes]) -
         await next_json(ws)
         await ws.send_bytes(b"nope")
         await next_json(ws)
-    text = generate_latest(client.app[METRICS_KEY].registry).decode()
+    text = generate_latest(client.app[OBSERVABILITY].metrics.registry).decode()
     assert "edge_agent_frames_received_total 2.0" in text
     assert "edge_agent_frames_processed_total 1.0" in text
     assert 'edge_agent_frame_errors_total{code="not_jpeg"} 1.0' in text

@@ -20,14 +20,13 @@ from zeroconf import ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from edge_agent import __version__
-from edge_agent.appliance import mark_listening
+from edge_agent.app import create_app
+from edge_agent.appliance import APPLIANCE, mark_listening
 from edge_agent.appliance.identity import device_id
-from edge_agent.appliance.keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY
 from edge_agent.appliance.mdns import AGENT_TYPE, HTTP_TYPE
 from edge_agent.appliance.netifs import select_addresses
 from edge_agent.config import Config, LoadedConfig
-from edge_agent.server.app import create_app
-from edge_agent.server.keys import CONFIG_KEY
+from edge_agent.runtime import AGENT
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -146,7 +145,7 @@ async def test_registers_both_types_with_txt(config: Config, browser: Browser, i
             "health": "/healthz",
             "path": "/",
             "auth": "none",
-            "id": app[IDENTITY_KEY].device_id,
+            "id": app[APPLIANCE].identity.device_id,
         }
         viewer = await browser.resolve(HTTP_TYPE, f"{instance}.{HTTP_TYPE}")
         assert viewer.port == port and viewer.decoded_properties["path"] == "/"
@@ -165,9 +164,9 @@ async def test_name_conflict_takes_a_new_name(config: Config, browser: Browser, 
         await browser.wait(AGENT_TYPE, renamed, ServiceStateChange.Added)
         await browser.wait(HTTP_TYPE, f"{instance}-2.{HTTP_TYPE}", ServiceStateChange.Added)
         async with asyncio.timeout(5):
-            while len(second[ADVERTISER_KEY].names) < 2:
+            while len(second[APPLIANCE].advertiser.names) < 2:
                 await asyncio.sleep(0.05)
-        assert second[ADVERTISER_KEY].names == [renamed, f"{instance}-2.{HTTP_TYPE}"]
+        assert second[APPLIANCE].advertiser.names == [renamed, f"{instance}-2.{HTTP_TYPE}"]
         assert (await browser.resolve(AGENT_TYPE, renamed)).port == second_port
         assert (await browser.resolve(AGENT_TYPE, f"{instance}.{AGENT_TYPE}")).port == first_port
     finally:
@@ -183,8 +182,8 @@ async def test_txt_follows_config_change_and_goodbye_on_shutdown(
     try:
         await browser.wait(AGENT_TYPE, name, ServiceStateChange.Added)
         # What a SIGHUP reload does: swap the config, then signal the change.
-        app[CONFIG_KEY].value = _advertised(config, instance, token="s3cret")
-        app[LIFECYCLE_KEY].changed.set()
+        app[AGENT].loaded = _advertised(config, instance, token="s3cret")
+        app[APPLIANCE].lifecycle.changed.set()
         await browser.wait(AGENT_TYPE, name, ServiceStateChange.Updated)
         assert (await browser.resolve(AGENT_TYPE, name)).decoded_properties["auth"] == "token"
     finally:
@@ -202,11 +201,11 @@ async def test_unusable_interface_is_reported_and_serving_goes_on(
     app, runner, port = await _serve(loaded)
     try:
         async with asyncio.timeout(10):
-            while app[ADVERTISER_KEY].last_error is None:
+            while app[APPLIANCE].advertiser.last_error is None:
                 await asyncio.sleep(0.05)
-        assert (app[ADVERTISER_KEY].last_error or "").startswith("OSError")
+        assert (app[APPLIANCE].advertiser.last_error or "").startswith("OSError")
         assert any("mDNS: advertisement failed" in r.getMessage() for r in caplog.records)
-        assert app[ADVERTISER_KEY].names == []
+        assert app[APPLIANCE].advertiser.names == []
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
             assert resp.status == 200
     finally:
@@ -217,7 +216,7 @@ async def _discover(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "edge_agent.appliance.discover",
+        "edge_agent.tools.discover",
         "--interface",
         "127.0.0.1",
         *args,
@@ -237,7 +236,7 @@ async def test_discover_lists_agents_with_health(config: Config, instance: str) 
         agents = {a["name"]: a for a in json.loads(out)}
         agent = agents[instance]
         assert agent["addresses"] == LOOPBACK and agent["port"] == port
-        assert agent["txt"]["id"] == app[IDENTITY_KEY].device_id and agent["txt"]["model"] == "yolov3-tiny"
+        assert agent["txt"]["id"] == app[APPLIANCE].identity.device_id and agent["txt"]["model"] == "yolov3-tiny"
         assert agent["health"] == "pass" and agent["health_detail"]["http_status"] == 200
 
         code, out, _ = await _discover("--timeout", "2")
@@ -248,7 +247,7 @@ async def test_discover_lists_agents_with_health(config: Config, instance: str) 
         assert row == [
             instance,
             f"127.0.0.1:{port}",
-            app[IDENTITY_KEY].device_id,
+            app[APPLIANCE].identity.device_id,
             __version__,
             "yolov3-tiny",
             "CPU",

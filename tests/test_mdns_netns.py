@@ -134,7 +134,7 @@ def discover(ns: str, timeout: float = 3.0) -> list[dict[str, Any]]:
             ns,
             sys.executable,
             "-m",
-            "edge_agent.appliance.discover",
+            "edge_agent.tools.discover",
             "--json",
             "--timeout",
             str(timeout),

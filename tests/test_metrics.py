@@ -8,10 +8,9 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent import __version__
-from edge_agent.appliance import mark_listening
-from edge_agent.appliance.keys import IDENTITY_KEY
+from edge_agent.app import create_app
+from edge_agent.appliance import APPLIANCE, mark_listening
 from edge_agent.config import Config, LoadedConfig
-from edge_agent.server.app import create_app
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,7 +43,7 @@ async def test_metrics_after_real_frames(
     assert resp.headers["Content-Type"].startswith("text/plain; version=")
     got = samples(await resp.text())
 
-    build = (("device_id", app[IDENTITY_KEY].device_id), ("version", __version__))
+    build = (("device_id", app[APPLIANCE].identity.device_id), ("version", __version__))
     assert got[("edge_agent_build_info", build)] == 1.0
     device = (("executing", "CPU"), ("fallback", "false"), ("requested", "CPU"), ("selected", "CPU"))
     assert got[("edge_agent_device_info", device)] == 1.0
@@ -78,13 +77,15 @@ async def test_two_apps_keep_separate_registries(
 def test_stage_histogram_buckets_are_cumulative_and_inclusive() -> None:
     from prometheus_client import generate_latest
 
-    from edge_agent.server.metrics import StreamMetrics
-    from edge_agent.types import Timings
+    from edge_agent.inference.contract import Dropped, Result, Timings
+    from edge_agent.observability import Observability, SourceStats
 
-    metrics = StreamMetrics()
+    obs, source = Observability.create(4), SourceStats()
+    metrics = obs.metrics
     for inference_ms in (1.0, 1.5, 30.0, 9000.0):  # on a bound, between bounds, mid-range, above the last
-        metrics.observe_result(Timings(0.0, 0.0, 0.0, inference_ms, 0.0, inference_ms))
-    metrics.observe_drop("backpressure")
+        obs.record(source, Result([], (1, 1), Timings(0.0, 0.0, 0.0, inference_ms, 0.0, inference_ms)))
+    obs.record(source, Dropped("backpressure"))
+    assert (source.processed, source.dropped) == (4, {"backpressure": 1})
     got = samples(generate_latest(metrics.registry).decode())
 
     def bucket(le: str) -> float:

@@ -10,10 +10,10 @@ import openvino.opset13 as ops
 import pytest
 
 from edge_agent.config import Config
-from edge_agent.engine import Engine
 from edge_agent.errors import ModelError
-from edge_agent.models.darknet import import_darknet
-from edge_agent.models.tools import default_source_files, inspect
+from edge_agent.inference.engine import Engine
+from edge_agent.inference.models.darknet import import_darknet
+from edge_agent.tools.model import default_source_files, inspect
 from tests.conftest import package_dir
 from tests.test_engine import BUS_COAT_MAN, BUS_RIGHT_EDGE, BUS_SUNGLASSES_MAN, iou
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from edge_agent.engine import Engine
-from edge_agent.server.keys import ENGINE_KEY
-from edge_agent.types import DetectParams, Result
+from edge_agent.inference.contract import DetectParams, Frame, Result
+from edge_agent.inference.engine import Engine
+from edge_agent.runtime import AGENT
 
 from .test_stream_support import Serve, SseReader, next_json, ov_cache, serve
 
@@ -76,7 +76,7 @@ async def finish(done: asyncio.Event, sockets: list[aiohttp.ClientWebSocketRespo
 async def test_overload_every_frame_answered_once_and_fairly(serve: Serve, photos: dict[str, bytes]) -> None:
     client = await serve(**UNLIMITED)
     jpeg = photos["coffee"]
-    capacity, service = await engine_speed(client.app[ENGINE_KEY].value, jpeg)
+    capacity, service = await engine_speed(client.app[AGENT].engine, jpeg)
     seconds = 4.0
     tallies = [Tally() for _ in range(3)]
     sockets = [await client.ws_connect(f"/stream/detection?client_id=c{i}") for i in range(3)]
@@ -123,7 +123,7 @@ async def closed_loop(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, seconds:
 async def test_fast_sender_cannot_starve_others(serve: Serve, photos: dict[str, bytes]) -> None:
     client = await serve(**UNLIMITED)
     jpeg = photos["coffee"]
-    capacity, service = await engine_speed(client.app[ENGINE_KEY].value, jpeg)
+    capacity, service = await engine_speed(client.app[AGENT].engine, jpeg)
     flood, camera, polite = Tally(), Tally(), Tally()
     async with (
         client.ws_connect("/stream/detection?client_id=flood") as fws,
@@ -165,19 +165,30 @@ class SlowEngine:
     def __init__(self, inner: Engine) -> None:
         self.inner = inner
         self.delay = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def detect(self, jpeg: bytes, params: DetectParams | None = None) -> Result:
-        result = await self.inner.detect(jpeg, params)
+    def submit(
+        self, frame: Frame, params: DetectParams, arrived: float, future: asyncio.Future[Any]
+    ) -> asyncio.Future[Any]:
+        inner = self.inner.submit(frame, params, arrived)
+        task = asyncio.ensure_future(self._finish(inner, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _finish(self, inner: asyncio.Future[Result], future: asyncio.Future[Any]) -> None:
+        result = await inner
         if self.delay:
             t0 = time.perf_counter()
             await asyncio.sleep(self.delay)
             extra = (time.perf_counter() - t0) * 1000
             result.timings.postprocess += extra
             result.timings.total += extra
-        return result
+        if not future.done():
+            future.set_result(result)
 
 
 async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[str, bytes]) -> None:
@@ -187,8 +198,8 @@ async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[s
         streaming__min_fps=2.0,
         streaming__target_latency_ms=300.0,
     )
-    slow = SlowEngine(client.app[ENGINE_KEY].value)
-    client.app[ENGINE_KEY].value = slow  # type: ignore[assignment,unused-ignore]
+    slow = SlowEngine(client.app[AGENT].engine)
+    client.app[AGENT].engine_or_none = slow  # type: ignore[assignment,unused-ignore]
     sse = SseReader(await client.get("/stream/events/cam"))
     changes: list[tuple[float, float, str]] = []
     limit = 10.0
@@ -238,18 +249,18 @@ async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[s
 
 
 async def test_engine_swap_keeps_sessions(serve: Serve, photos: dict[str, bytes]) -> None:
-    from edge_agent.server.keys import CONFIG_KEY
+    from edge_agent.runtime import AGENT
 
     client = await serve(**UNLIMITED)
-    old = client.app[ENGINE_KEY].value
+    old = client.app[AGENT].engine
     async with client.ws_connect("/stream/detection?client_id=cam") as ws:
         await next_json(ws)
         await ws.send_bytes(photos["coffee"])
         assert (await next_json(ws))["type"] == "detections"
         # What a SIGHUP reload does: compile beside the old engine, swap the Ref, stop the old one.
-        new = Engine(client.app[CONFIG_KEY].value.config)
+        new = Engine(client.app[AGENT].config)
         await new.async_start()
-        client.app[ENGINE_KEY].value = new
+        client.app[AGENT].engine_or_none = new
         await old.async_stop()
         for name in ("zidane", "coffee"):
             await ws.send_bytes(photos[name])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from edge_agent.server.keys import EVENTS_KEY, SESSIONS_KEY
+from edge_agent.events import EVENTS, FpsEvent
+from edge_agent.sources.registry import SOURCES
 
 from .test_stream_support import Serve, SseReader, eventually, next_json, ov_cache, serve
 
@@ -102,9 +103,9 @@ async def test_last_event_id_resume(serve: Serve, photos: dict[str, bytes]) -> N
 
 async def test_resume_beyond_buffer_says_what_was_lost(serve: Serve) -> None:
     client = await serve(streaming__event_buffer=4)
-    hub = client.app[EVENTS_KEY]
+    hub = client.app[EVENTS]
     for i in range(10):
-        hub.publish("cam", "detections", f'{{"n":{i}}}')
+        hub.publish(FpsEvent("cam", float(i), "test"))
     resp = await client.get("/stream/events/cam", headers={"Last-Event-ID": "2"})
     reader = SseReader(resp)
     note = await reader.next(comments=True)
@@ -120,7 +121,7 @@ async def test_keepalive_comment(serve: Serve) -> None:
 
 async def test_slow_reader_stays_bounded(serve: Serve, photos: dict[str, bytes]) -> None:
     client = await serve(streaming__subscriber_queue=32)
-    hub = client.app[EVENTS_KEY]
+    hub = client.app[EVENTS]
     # A raw socket that asks for the stream and then does not read.
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(b"GET /stream/events/slow HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -129,7 +130,7 @@ async def test_slow_reader_stays_bounded(serve: Serve, photos: dict[str, bytes])
     sub = next(iter(hub._subs["slow"]))
     payload = "x" * 4000
     for i in range(4000):  # 16 MB: far more than socket buffers hold
-        hub.publish("slow", "detections", f'{{"n":{i},"pad":"{payload}"}}')
+        hub.publish(FpsEvent("slow", float(i), payload))
         assert sub.pending <= 32
         if i % 8 == 0:
             await asyncio.sleep(0)  # let the server write what the socket takes
@@ -142,7 +143,7 @@ async def test_slow_reader_stays_bounded(serve: Serve, photos: dict[str, bytes])
     # The slow reader finally reads: it is told how much it lost and gets the newest events.
     data = b""
     async with asyncio.timeout(30):
-        while b'"n":3999' not in data:
+        while b'"fps_limit":3999.0' not in data:
             chunk = await reader.read(1 << 20)
             assert chunk, "stream ended early"
             data += chunk
@@ -154,11 +155,11 @@ async def test_slow_reader_stays_bounded(serve: Serve, photos: dict[str, bytes])
 async def test_shutdown_ends_sse_streams(serve: Serve) -> None:
     client = await serve()
     reader = SseReader(await client.get("/stream/events/cam"))
-    await eventually(lambda: client.app[EVENTS_KEY].subscribers == 1)
-    await client.app[SESSIONS_KEY].async_close_all()
+    await eventually(lambda: client.app[EVENTS].subscribers == 1)
+    await client.app[SOURCES].registry.async_close_all()
     try:
         while True:
             await reader.next(timeout=10)
     except EOFError:
         pass
-    await eventually(lambda: client.app[EVENTS_KEY].subscribers == 0)
+    await eventually(lambda: client.app[EVENTS].subscribers == 0)

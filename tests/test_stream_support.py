@@ -14,8 +14,8 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
+from edge_agent.app import create_app
 from edge_agent.config import Config, LoadedConfig
-from edge_agent.server.app import create_app
 
 Serve = Callable[..., Awaitable[TestClient[Any, Any]]]
 

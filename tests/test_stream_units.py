@@ -4,43 +4,64 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Hashable
 
 import pytest
 
-from edge_agent.errors import InferenceError, NotJpeg
-from edge_agent.server.events import EventHub
-from edge_agent.server.fps import AdaptiveFps, RateLimiter
-from edge_agent.server.protocol import BadBase64, BadMessage, ConfigMsg, FrameMsg, PingMsg, parse_text
-from edge_agent.server.scheduler import Dropped, Job, Outcome, Scheduler
-from edge_agent.server.stats import LiveStats
-from edge_agent.types import DetectParams, Result, Timings
+from edge_agent.errors import EdgeAgentError, InferenceError, NotJpeg
+from edge_agent.events import EventHub, FpsEvent, HazardEvent, SourceEvent
+from edge_agent.inference.contract import DetectParams, Dropped, JpegFrame, Outcome, Result, Timings
+from edge_agent.observability.stats import LiveStats
+from edge_agent.sources.fps import AdaptiveFps, RateLimiter
+from edge_agent.sources.replies import BadMessage
+from edge_agent.sources.scheduler import Job, Scheduler
+from edge_agent.sources.websocket.protocol import BadBase64, ConfigMsg, FrameMsg, PingMsg, parse_text
 
 
-class FakeDetect:
-    """Each call blocks until released by the test; records the order frames reached 'inference'."""
+class FakeEngine:
+    """Each frame blocks until released by the test; records the order frames reached 'inference'."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
+        self.num_requests = capacity
         self.started: list[bytes] = []
         self.gates: dict[bytes, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, frame: bytes, params: DetectParams) -> Result:
-        self.started.append(frame)
-        gate = self.gates.setdefault(frame, asyncio.Event())
-        await gate.wait()
-        if frame == b"boom":
-            raise InferenceError("device lost")
-        if frame == b"bug":
+    def submit(
+        self, frame: JpegFrame, params: DetectParams, arrived: float, future: asyncio.Future[Result | Dropped]
+    ) -> asyncio.Future[Result | Dropped]:
+        self.started.append(frame.data)
+        if frame.data == b"bug":
             raise ValueError("oops")
-        return Result([], (1, 1), Timings(total=1.0))
+        task = asyncio.ensure_future(self._run(frame.data, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _run(self, data: bytes, future: asyncio.Future[Result | Dropped]) -> None:
+        await self.gates.setdefault(data, asyncio.Event()).wait()
+        if future.done():
+            return
+        if data == b"boom":
+            future.set_exception(InferenceError("device lost"))
+        else:
+            future.set_result(Result([], (1, 1), Timings(total=1.0)))
 
     def release(self, frame: bytes) -> None:
         self.gates.setdefault(frame, asyncio.Event()).set()
 
 
 def make_job(owner: Hashable, frame: bytes) -> Job:
-    return Job(owner, frame, DetectParams(), asyncio.get_running_loop().create_future())
+    return Job(owner, JpegFrame(frame, 1, 1), DetectParams(), asyncio.get_running_loop().create_future())
+
+
+async def outcome_of(job: Job) -> Outcome:
+    try:
+        return await asyncio.wait_for(job.outcome, 1)
+    except EdgeAgentError as exc:
+        return exc
 
 
 async def settle() -> None:
@@ -49,8 +70,8 @@ async def settle() -> None:
 
 
 async def test_scheduler_round_robin_between_owners() -> None:
-    fake = FakeDetect()
-    sched = Scheduler(lambda: fake, lambda: 1)
+    fake = FakeEngine()
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
     first = make_job("a", b"a0")
     sched.submit(first, 1)
     await settle()
@@ -70,8 +91,8 @@ async def test_scheduler_round_robin_between_owners() -> None:
 
 
 async def test_scheduler_latest_frame_wins() -> None:
-    fake = FakeDetect()
-    sched = Scheduler(lambda: fake, lambda: 1)
+    fake = FakeEngine()
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
     running = make_job("a", b"f1")
     sched.submit(running, 1)
     waiting = [make_job("a", f"f{i}".encode()) for i in range(2, 6)]
@@ -87,8 +108,8 @@ async def test_scheduler_latest_frame_wins() -> None:
 
 
 async def test_scheduler_queue_size_two_keeps_two() -> None:
-    fake = FakeDetect()
-    sched = Scheduler(lambda: fake, lambda: 1)
+    fake = FakeEngine()
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
     jobs = [make_job("a", f"f{i}".encode()) for i in range(4)]
     for job in jobs:
         sched.submit(job, 2)
@@ -99,31 +120,30 @@ async def test_scheduler_queue_size_two_keeps_two() -> None:
 
 
 async def test_scheduler_capacity_and_errors() -> None:
-    fake = FakeDetect()
-    capacity = [2]
-    sched = Scheduler(lambda: fake, lambda: capacity[0])
-    jobs = [make_job(i, f) for i, f in enumerate((b"boom", b"bug", b"ok1", b"ok2"))]
+    fake = FakeEngine(capacity=2)
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
+    jobs = [make_job(i, f) for i, f in enumerate((b"boom", b"bug", b"ok1", b"ok2", b"ok3"))]
     for job in jobs:
         sched.submit(job, 1)
     await settle()
-    assert sched.running == 2 and fake.started == [b"boom", b"bug"]
-    capacity[0] = 3  # a reloaded engine with more requests is used at the next dispatch
+    # An engine bug at submit is answered at once and holds no request.
+    assert sched.running == 2 and fake.started == [b"boom", b"bug", b"ok1"]
+    fake.num_requests = 3  # a reloaded engine with more requests is used at the next dispatch
     fake.release(b"boom")
     await settle()
-    assert sched.running == 3
-    fake.release(b"bug")
-    fake.release(b"ok1")
-    fake.release(b"ok2")
-    outcomes: list[Outcome] = [await asyncio.wait_for(j.outcome, 1) for j in jobs]
+    assert sched.running == 3 and fake.started[-2:] == [b"ok2", b"ok3"]
+    for frame in (b"ok1", b"ok2", b"ok3"):
+        fake.release(frame)
+    outcomes: list[Outcome] = [await outcome_of(j) for j in jobs]
     assert isinstance(outcomes[0], InferenceError) and "device lost" in str(outcomes[0])
     assert isinstance(outcomes[1], InferenceError) and "ValueError" in str(outcomes[1])
-    assert isinstance(outcomes[2], Result) and isinstance(outcomes[3], Result)
+    assert all(isinstance(o, Result) for o in outcomes[2:])
     assert sched.running == 0
 
 
 async def test_scheduler_cancel_owner_and_drain() -> None:
-    fake = FakeDetect()
-    sched = Scheduler(lambda: fake, lambda: 1)
+    fake = FakeEngine()
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
     running, waiting, other = make_job("a", b"r"), make_job("a", b"w"), make_job("b", b"o")
     for job in (running, waiting, other):
         sched.submit(job, 1)
@@ -207,8 +227,8 @@ def test_adaptive_fps_client_limit_is_ceiling() -> None:
 async def test_hub_ring_resume_and_all_stream() -> None:
     hub = EventHub(buffer_size=3, queue_size=10)
     for i in range(5):
-        hub.publish("a", "detections", f'{{"n":{i}}}')
-        hub.publish("b", "detections", f'{{"n":{i}}}')
+        hub.publish(FpsEvent("a", float(i), "test"))
+        hub.publish(FpsEvent("b", float(i), "test"))
     sub, backlog = hub.subscribe("a", last_id=5)
     # a's ring holds its last 3 events: ids 5, 7, 9; only those after 5 come back.
     assert [e.id for e in backlog] == [7, 9]
@@ -217,7 +237,7 @@ async def test_hub_ring_resume_and_all_stream() -> None:
     assert [e.id for e in backlog_all] == [7, 8, 9, 10]
     fresh, none = hub.subscribe("a", None)
     assert none == []
-    hub.publish("a", "hazard", "{}")
+    hub.publish(HazardEvent("a", "person", "started", 1, "2 frames"))
     assert sub.take() is not None and sub_all.take() is not None and fresh.take() is not None
     assert sub.take() is None
 
@@ -226,10 +246,10 @@ async def test_hub_slow_subscriber_is_bounded() -> None:
     hub = EventHub(buffer_size=8, queue_size=4)
     sub, _ = hub.subscribe("a", None)
     for i in range(1000):
-        hub.publish("a", "detections", str(i))
+        hub.publish(FpsEvent("a", float(i), "test"))
     assert sub.pending == 4 and sub.dropped == 996
     got = [await sub.get(0.1) for _ in range(4)]
-    assert [e.data for e in got if e] == ["996", "997", "998", "999"]
+    assert [json.loads(e.payload.data)["fps_limit"] for e in got if e] == [996, 997, 998, 999]
     with pytest.raises(TimeoutError):
         await sub.get(0.01)
     hub.close()
@@ -242,7 +262,7 @@ def test_hub_forgets_old_clients_nobody_follows() -> None:
     hub = EventHub(buffer_size=2, queue_size=2, max_clients=3)
     hub.subscribe("kept", None)
     for i in range(10):
-        hub.publish(f"c{i}", "session", "{}")
+        hub.publish(SourceEvent(f"c{i}", "connected", "s"))
     assert hub.oldest_id("kept") is None
     assert hub.oldest_id("c0") is None and hub.oldest_id("c9") is not None
 

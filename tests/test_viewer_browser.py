@@ -14,8 +14,8 @@ from aiohttp import ClientSession, web
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
+from edge_agent.app import create_app
 from edge_agent.config import Config, LoadedConfig
-from edge_agent.server.app import create_app
 from edge_agent.web import setup_viewer
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,34 +1,38 @@
-"""Appliance integration: systemd notify/watchdog, mDNS, health, metrics, lifecycle."""
+"""Appliance integration: systemd notify/watchdog, mDNS, health, metrics exposition, info, reload, lifecycle."""
 
 from aiohttp import web
 
 from .fault import add_fault_routes
 from .health import add_health_routes
 from .identity import local_identity
-from .keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY, MONITOR_KEY, NOTIFIER_KEY
+from .info import add_info_routes
 from .lifecycle import attach_engine, make_ready_printer, mark_listening, notify_ctx, on_shutdown
 from .mdns import Advertiser, mdns_ctx
-from .metrics import add_metrics_routes, metrics_ctx
 from .monitor import InferenceMonitor, monitor_ctx
 from .notify import Notifier
 from .reload import reload_ctx
+from .runtime import APPLIANCE, Appliance
+from .scrape import add_metrics_routes, metrics_ctx
 from .state import Lifecycle
 from .watchdog import watchdog_ctx
 
-__all__ = ["attach_engine", "make_ready_printer", "mark_listening", "setup_appliance"]
+__all__ = ["APPLIANCE", "Appliance", "attach_engine", "make_ready_printer", "mark_listening", "setup_appliance"]
 
 
 def setup_appliance(app: web.Application) -> None:
-    """Register the appliance's routes and cleanup contexts on the app."""
-    app[NOTIFIER_KEY] = Notifier()
-    app[LIFECYCLE_KEY] = Lifecycle()
-    app[IDENTITY_KEY] = local_identity()
-    app[MONITOR_KEY] = InferenceMonitor(app)
-    app[ADVERTISER_KEY] = Advertiser(app)
+    """Register the appliance's runtime object, routes and cleanup contexts on the app."""
+    app[APPLIANCE] = Appliance(
+        notifier=Notifier(),
+        lifecycle=Lifecycle(),
+        identity=local_identity(),
+        monitor=InferenceMonitor(app),
+        advertiser=Advertiser(app),
+    )
     # Before the engine's context: STATUS and EXTEND_TIMEOUT_USEC cover the compile; torn down last.
     app.cleanup_ctx.insert(0, notify_ctx)
     app.cleanup_ctx.extend([metrics_ctx, monitor_ctx, watchdog_ctx, mdns_ctx, reload_ctx])
     app.on_shutdown.insert(0, on_shutdown)
     add_health_routes(app)
     add_metrics_routes(app)
+    add_info_routes(app)
     add_fault_routes(app)

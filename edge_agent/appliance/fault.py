@@ -6,16 +6,16 @@ import logging
 
 from aiohttp import web
 
-from ..server.keys import CONFIG_KEY, ENGINE_KEY
+from ..runtime import AGENT
 
 log = logging.getLogger(__name__)
 
 
 async def stall(request: web.Request) -> web.Response:
     """Inject an inference stall so the watchdog and health checks can be tested end to end."""
-    if not request.app[CONFIG_KEY].value.config.debug.fault_injection:
+    if not request.app[AGENT].config.debug.fault_injection:
         raise web.HTTPNotFound()
-    request.app[ENGINE_KEY].value.inject_stall()
+    request.app[AGENT].engine.inject_stall()
     log.warning("fault injected over HTTP from %s: inference stalled", request.remote)
     return web.json_response({"fault": "stall", "injected": True})
 

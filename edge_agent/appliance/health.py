@@ -11,9 +11,10 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
-from ..server.auth import deny, token_ok
-from ..server.keys import CONFIG_KEY, ENGINE_KEY, STATS_KEY
-from .keys import IDENTITY_KEY, LIFECYCLE_KEY, MONITOR_KEY
+from ..access import deny, token_ok
+from ..observability import OBSERVABILITY
+from ..runtime import AGENT
+from .runtime import APPLIANCE
 
 HEALTH_JSON = "application/health+json"
 DROP_RATIO_WARN = 0.25
@@ -25,7 +26,7 @@ Check = dict[str, Any]
 
 def authorized(request: web.Request) -> bool:
     """Health endpoints are open unless server.health_requires_token is set (and a token is configured)."""
-    server = request.app[CONFIG_KEY].value.config.server
+    server = request.app[AGENT].config.server
     return not server.health_requires_token or token_ok(request, server.token)
 
 
@@ -54,9 +55,9 @@ async def livez(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 when the model is loaded and inference completed recently; 503 otherwise (or while stopping)."""
     app = request.app
-    if app[LIFECYCLE_KEY].stopping.is_set():
+    if app[APPLIANCE].lifecycle.stopping.is_set():
         return _reply({"status": "fail", "output": "stopping"}, False)
-    monitor = app[MONITOR_KEY]
+    monitor = app[APPLIANCE].monitor
     if not monitor.healthy():
         age = monitor.age()
         output = "no engine" if age is None else f"no inference completed for {age:.1f}s"
@@ -78,15 +79,17 @@ def _now() -> str:
 
 def engine_checks(app: web.Application) -> dict[str, list[Check]]:
     """Inference age and latency, device choice and model identity."""
-    cfg = app[CONFIG_KEY].value.config
-    monitor = app[MONITOR_KEY]
+    cfg = app[AGENT].config
+    monitor = app[APPLIANCE].monitor
     age = monitor.age()
-    if ENGINE_KEY not in app or age is None or app[ENGINE_KEY].value.device is None:
+    if app[AGENT].engine_or_none is None or age is None or app[AGENT].engine.device is None:
         return {"inference:age": _check("fail", None, "s", output="engine not started")}
-    engine = app[ENGINE_KEY].value
+    engine = app[AGENT].engine
     healthy = monitor.healthy()
-    p50, p95 = engine.latency.percentile(50), engine.latency.percentile(95)
-    slow = engine.latency.count >= MIN_LATENCY_FRAMES and p95 > cfg.streaming.target_latency_ms
+    stats = app[OBSERVABILITY].stats
+    frames = stats.processed_recent()
+    p50, p95 = stats.latency_ms(50), stats.latency_ms(95)
+    slow = frames >= MIN_LATENCY_FRAMES and p95 is not None and p95 > cfg.streaming.target_latency_ms
     dev, model = engine.device, engine.model
     assert dev is not None  # checked above
     return {
@@ -105,13 +108,13 @@ def engine_checks(app: web.Application) -> dict[str, list[Check]]:
         ),
         "inference:latency": _check(
             "warn" if slow else "pass",
-            round(p95, 2) if engine.latency.count else None,
+            None if p95 is None else round(p95, 2),
             "ms",
             componentType="component",
-            p50=round(p50, 2) if engine.latency.count else None,
-            frames=engine.latency.count,
+            p50=None if p50 is None else round(p50, 2),
+            frames=frames,
             target=cfg.streaming.target_latency_ms,
-            output=f"p95 {p95:.0f} ms over target {cfg.streaming.target_latency_ms:.0f} ms" if slow else None,
+            output=f"p95 {p95:.0f} ms over target {cfg.streaming.target_latency_ms:.0f} ms" if slow and p95 else None,
         ),
         "device:executing": _check(
             "warn" if dev.fallback else "pass",
@@ -138,9 +141,7 @@ def engine_checks(app: web.Application) -> dict[str, list[Check]]:
 
 def session_checks(app: web.Application) -> dict[str, list[Check]]:
     """Active sessions against the limit and the recent drop ratio (when the streaming API is mounted)."""
-    if STATS_KEY not in app:
-        return {}
-    snap = app[STATS_KEY].snapshot()
+    snap = app[OBSERVABILITY].stats.snapshot()
     dropping = snap["drop_ratio"] > DROP_RATIO_WARN
     return {
         "sessions:active": _check(
@@ -175,7 +176,7 @@ def system_checks(app: web.Application) -> dict[str, list[Check]]:
             load15=round(load15, 2),
             cpus=psutil.cpu_count(),
         ),
-        "uptime": _check("pass", round(app[LIFECYCLE_KEY].uptime(), 1), "s", componentType="system"),
+        "uptime": _check("pass", round(app[APPLIANCE].lifecycle.uptime(), 1), "s", componentType="system"),
     }
 
 
@@ -189,17 +190,17 @@ def health_document(app: web.Application) -> dict[str, Any]:
     """The /healthz body."""
     checks = {**engine_checks(app), **session_checks(app), **system_checks(app)}
     status = overall(checks)
-    if app[LIFECYCLE_KEY].stopping.is_set():
+    if app[APPLIANCE].lifecycle.stopping.is_set():
         status = "fail"
     doc: dict[str, Any] = {
         "status": status,
         "version": __version__,
         "releaseId": __version__,
-        "serviceId": app[IDENTITY_KEY].device_id,
+        "serviceId": app[APPLIANCE].identity.device_id,
         "description": "Edge Agent hazard detection",
         "checks": checks,
     }
-    life = app[LIFECYCLE_KEY]
+    life = app[APPLIANCE].lifecycle
     notes = [f"last reload failed: {life.last_reload_error}"] if life.last_reload_error else []
     if life.stopping.is_set():
         notes.append("stopping")

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..server.keys import CONFIG_KEY
-from .keys import LIFECYCLE_KEY, NOTIFIER_KEY
+from ..runtime import AGENT
+from .runtime import APPLIANCE
 from .state import ports_from_banner
 from .status import status_line
 from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ EXTEND_MARGIN_SECONDS = 60.0
 
 def attach_engine(app: web.Application, engine: Engine) -> None:
     """Forward the engine's progress to STATUS= and keep systemd's start timeout ahead of each compile."""
-    notifier = app[NOTIFIER_KEY]
-    budget = app[CONFIG_KEY].value.config.engine.compile_timeout + EXTEND_MARGIN_SECONDS
+    notifier = app[APPLIANCE].notifier
+    budget = app[AGENT].config.engine.compile_timeout + EXTEND_MARGIN_SECONDS
 
     def on_status(text: str) -> None:
         notifier.status(text)
@@ -40,11 +40,11 @@ def attach_engine(app: web.Application, engine: Engine) -> None:
 
 def mark_listening(app: web.Application, ports: list[int]) -> None:
     """The port listens and the engine is warm: record the ports and send READY=1."""
-    life = app[LIFECYCLE_KEY]
+    life = app[APPLIANCE].lifecycle
     life.ports = ports
     life.listening.set()
-    app[NOTIFIER_KEY].ready(status_line(app))
-    log.info("READY=1 sent: %s", app[NOTIFIER_KEY].last_status)
+    app[APPLIANCE].notifier.ready(status_line(app))
+    log.info("READY=1 sent: %s", app[APPLIANCE].notifier.last_status)
 
 
 def make_ready_printer(app: web.Application) -> Callable[[str], None]:
@@ -59,25 +59,25 @@ def make_ready_printer(app: web.Application) -> Callable[[str], None]:
 
 async def on_shutdown(app: web.Application) -> None:
     """First thing on SIGTERM/SIGINT (sites already closed): STOPPING=1 and wake tasks that must say goodbye."""
-    app[LIFECYCLE_KEY].stopping.set()
-    app[NOTIFIER_KEY].stopping()
+    app[APPLIANCE].lifecycle.stopping.set()
+    app[APPLIANCE].notifier.stopping()
     log.info("shutting down")
 
 
 async def _refresh_status(app: web.Application) -> None:
-    life = app[LIFECYCLE_KEY]
+    life = app[APPLIANCE].lifecycle
     await life.listening.wait()
     while not life.stopping.is_set():
-        app[NOTIFIER_KEY].status(status_line(app))
+        app[APPLIANCE].notifier.status(status_line(app))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(life.stopping.wait(), STATUS_REFRESH_SECONDS)
 
 
 async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs before the engine: announce start-up; keep STATUS= current while serving; close the socket last."""
-    notifier = app[NOTIFIER_KEY]
+    notifier = app[APPLIANCE].notifier
     notifier.status("starting: loading model")
-    notifier.extend_timeout(app[CONFIG_KEY].value.config.engine.compile_timeout + EXTEND_MARGIN_SECONDS)
+    notifier.extend_timeout(app[AGENT].config.engine.compile_timeout + EXTEND_MARGIN_SECONDS)
     task = asyncio.create_task(_refresh_status(app), name="systemd-status")
     try:
         yield

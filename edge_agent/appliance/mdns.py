@@ -14,10 +14,10 @@ from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from .. import __version__
-from ..server.keys import CONFIG_KEY, ENGINE_KEY
+from ..runtime import AGENT
 from .identity import Identity
-from .keys import ADVERTISER_KEY, IDENTITY_KEY, LIFECYCLE_KEY
 from .netifs import select_addresses
+from .runtime import APPLIANCE
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ MAX_RENAMES = 50
 
 def txt_record(app: web.Application) -> dict[str, str]:
     """TXT properties describing this agent to browsers and fleet tooling."""
-    cfg = app[CONFIG_KEY].value.config
-    engine = app[ENGINE_KEY].value
+    cfg = app[AGENT].config
+    engine = app[AGENT].engine
     device = ",".join(engine.device.executing) if engine.device else "none"
     return {
         "version": __version__,
@@ -45,7 +45,7 @@ def txt_record(app: web.Application) -> dict[str, str]:
         "health": HEALTH_PATH,
         "path": "/",
         "auth": "token" if cfg.server.token else "none",
-        "id": app[IDENTITY_KEY].device_id,
+        "id": app[APPLIANCE].identity.device_id,
     }
 
 
@@ -80,12 +80,12 @@ class Advertiser:
         return [info.name for info in self._infos]
 
     def _instance(self) -> str:
-        cfg = self._app[CONFIG_KEY].value.config.mdns
-        return (cfg.instance_name or self._app[IDENTITY_KEY].hostname).replace(".", "-")[:63]
+        cfg = self._app[AGENT].config.mdns
+        return (cfg.instance_name or self._app[APPLIANCE].identity.hostname).replace(".", "-")[:63]
 
     def _port(self) -> int:
-        ports = self._app[LIFECYCLE_KEY].ports
-        return ports[0] if ports else self._app[CONFIG_KEY].value.config.server.port
+        ports = self._app[APPLIANCE].lifecycle.ports
+        return ports[0] if ports else self._app[AGENT].config.server.port
 
     def _info(self, type_: str, instance: str, addresses: list[str]) -> AsyncServiceInfo:
         return AsyncServiceInfo(
@@ -93,7 +93,7 @@ class Advertiser:
             f"{instance}.{type_}",
             port=self._port(),
             properties=txt_record(self._app),
-            server=mdns_host(self._app[IDENTITY_KEY]),
+            server=mdns_host(self._app[APPLIANCE].identity),
             parsed_addresses=addresses,
         )
 
@@ -136,7 +136,7 @@ class Advertiser:
             await zc.async_close()
 
     def _wanted(self) -> tuple[bool, str, list[str]]:
-        cfg = self._app[CONFIG_KEY].value.config.mdns
+        cfg = self._app[AGENT].config.mdns
         return cfg.enabled, self._instance(), select_addresses(cfg.interfaces)
 
     async def _refresh(self) -> None:
@@ -172,7 +172,7 @@ class Advertiser:
 
     async def run(self) -> None:
         """Advertise once the port listens; follow changes until stopping, then say goodbye."""
-        life = self._app[LIFECYCLE_KEY]
+        life = self._app[APPLIANCE].lifecycle
         await _first(life.listening, life.stopping)
         try:
             while not life.stopping.is_set():
@@ -202,8 +202,8 @@ async def _first(*events: asyncio.Event) -> None:
 
 async def mdns_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the advertiser for the app's lifetime; it follows mdns.enabled across reloads."""
-    task = asyncio.create_task(app[ADVERTISER_KEY].run(), name="mdns-advertiser")
+    task = asyncio.create_task(app[APPLIANCE].advertiser.run(), name="mdns-advertiser")
     yield
-    app[LIFECYCLE_KEY].stopping.set()
+    app[APPLIANCE].lifecycle.stopping.set()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 5.0)

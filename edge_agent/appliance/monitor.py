@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..errors import EdgeAgentError
-from ..server.keys import CONFIG_KEY, ENGINE_KEY
-from .keys import MONITOR_KEY
+from ..runtime import AGENT
+from .runtime import APPLIANCE
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,15 @@ class InferenceMonitor:
 
     def age(self) -> float | None:
         """Seconds since the engine last completed an inference (None before an engine exists)."""
-        if ENGINE_KEY not in self._app:
+        if self._app[AGENT].engine_or_none is None:
             return None
-        last = self._app[ENGINE_KEY].value.last_success
+        last = self._app[AGENT].engine.last_success
         return time.monotonic() - (last if last is not None else self._since)
 
     def healthy(self) -> bool:
         """An engine exists and completed an inference within systemd.max_inference_age."""
         age = self.age()
-        return age is not None and age <= self._app[CONFIG_KEY].value.config.systemd.max_inference_age
+        return age is not None and age <= self._app[AGENT].config.systemd.max_inference_age
 
     def probe_stuck(self) -> bool:
         """A probe started and has not come back."""
@@ -46,7 +46,7 @@ class InferenceMonitor:
 
     async def _run_probe(self) -> None:
         try:
-            await self._app[ENGINE_KEY].value.async_probe()  # tick() just recorded this engine
+            await self._app[AGENT].engine.async_probe()  # tick() just recorded this engine
             self.last_error = None
         except EdgeAgentError as exc:
             self.last_error = str(exc)
@@ -57,13 +57,13 @@ class InferenceMonitor:
         age = self.age()
         if age is None:
             return
-        engine = self._app[ENGINE_KEY].value
+        engine = self._app[AGENT].engine
         if self.probe_stuck():
             if self._probed is engine:
                 return
             assert self._probe is not None
             self._probe.cancel()  # stuck on an engine a reload retired: probe the new one
-        cfg = self._app[CONFIG_KEY].value.config.systemd
+        cfg = self._app[AGENT].config.systemd
         if age >= min(cfg.watchdog_probe_interval, cfg.max_inference_age / 2):
             self.probes += 1
             self._probed = engine
@@ -72,7 +72,7 @@ class InferenceMonitor:
     async def run(self) -> None:
         """Tick a few times per probe interval for the app's lifetime."""
         while True:
-            interval = self._app[CONFIG_KEY].value.config.systemd.watchdog_probe_interval
+            interval = self._app[AGENT].config.systemd.watchdog_probe_interval
             await asyncio.sleep(min(1.0, interval / 4))
             self.tick()
 
@@ -83,7 +83,7 @@ class InferenceMonitor:
 
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the inference monitor while the app runs."""
-    monitor = app[MONITOR_KEY]
+    monitor = app[APPLIANCE].monitor
     task = asyncio.create_task(monitor.run(), name="inference-monitor")
     yield
     await cancel_and_wait(task)

@@ -12,11 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config, LoadedConfig, load_config
-from ..engine import Engine
 from ..errors import ConfigError, EdgeAgentError
-from ..server.keys import CONFIG_KEY, ENGINE_KEY
-from .keys import LIFECYCLE_KEY, NOTIFIER_KEY
+from ..inference.engine import Engine
+from ..runtime import AGENT
 from .lifecycle import attach_engine
+from .runtime import APPLIANCE
 from .status import status_line
 from .tasks import cancel_and_wait
 
@@ -63,8 +63,8 @@ async def _start_engine(app: web.Application, config: Config) -> Engine | None:
 
 async def reload_config(app: web.Application) -> bool:
     """Load, validate and apply the config file again; on any error keep the running config and engine."""
-    notifier, life = app[NOTIFIER_KEY], app[LIFECYCLE_KEY]
-    old = app[CONFIG_KEY].value
+    notifier, life = app[APPLIANCE].notifier, app[APPLIANCE].lifecycle
+    old = app[AGENT].loaded
     notifier.reloading()
     log.info("SIGHUP: reloading configuration from %s", old.path or "environment")
     try:
@@ -79,24 +79,24 @@ async def reload_config(app: web.Application) -> bool:
         engine = await _start_engine(app, new.config)
         if engine is None:
             return _finish(app, error="new engine failed to start")
-        retired = app[ENGINE_KEY].value
-        app[ENGINE_KEY].value = engine
-        app[CONFIG_KEY].value = new
+        retired = app[AGENT].engine
+        app[AGENT].engine_or_none = engine
+        app[AGENT].loaded = new
         log.info("reload: now serving model %s (%s)", engine.model.name, engine.device)
         # Shielded: a shutdown arriving now must not leave the retired engine's threads behind.
         await asyncio.shield(retired.async_stop())
     else:
-        app[CONFIG_KEY].value = new
+        app[AGENT].loaded = new
     life.reloads += 1
     return _finish(app, error=None)
 
 
 def _finish(app: web.Application, error: str | None) -> bool:
-    life = app[LIFECYCLE_KEY]
+    life = app[APPLIANCE].lifecycle
     life.last_reload_error = error
     life.changed.set()
     suffix = f" (last reload failed: {error})" if error else ""
-    app[NOTIFIER_KEY].ready(status_line(app) + suffix)
+    app[APPLIANCE].notifier.ready(status_line(app) + suffix)
     return error is None
 
 
@@ -122,7 +122,7 @@ class Reloader:
                 await reload_config(self._app)
             except Exception:  # a reload bug must never take the running service down
                 log.exception("reload failed unexpectedly; keeping the running configuration")
-            if not self._again or self._app[LIFECYCLE_KEY].stopping.is_set():
+            if not self._again or self._app[APPLIANCE].lifecycle.stopping.is_set():
                 return
 
     async def close(self) -> None:

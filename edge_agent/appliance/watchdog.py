@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .keys import MONITOR_KEY, NOTIFIER_KEY
 from .notify import watchdog_period
+from .runtime import APPLIANCE
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def run_watchdog(app: web.Application, period: float) -> None:
     """Ping every period/2; a late wake-up means the loop was blocked, a stale inference means stop pinging."""
     interval = period / 2
-    notifier, monitor = app[NOTIFIER_KEY], app[MONITOR_KEY]
+    notifier, monitor = app[APPLIANCE].notifier, app[APPLIANCE].monitor
     withheld = False
     next_at = time.monotonic() + interval
     notifier.watchdog()
@@ -45,7 +45,7 @@ async def run_watchdog(app: web.Application, period: float) -> None:
 async def watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the watchdog pinger when systemd set WATCHDOG_USEC for this process."""
     period = watchdog_period()
-    if period is None or not app[NOTIFIER_KEY].enabled:
+    if period is None or not app[APPLIANCE].notifier.enabled:
         yield
         return
     log.info("systemd watchdog enabled: period %.1fs, pinging every %.1fs", period, period / 2)

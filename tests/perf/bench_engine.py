@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +21,10 @@ import numpy as np
 import simplejpeg
 
 from edge_agent.config import Config, load_config
-from edge_agent.engine import Engine
-from edge_agent.models.loader import default_model_path
-from edge_agent.models.tools import build_default
+from edge_agent.inference.engine import Engine
+from edge_agent.inference.models.loader import default_model_path
+from edge_agent.tools.bench_procs import benchmark_app as tools_benchmark_app
+from edge_agent.tools.model import build_default
 
 ASSETS = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
@@ -42,12 +41,8 @@ def frames() -> dict[str, bytes]:
 
 
 def benchmark_app(model: Path, device: str, hint: str, seconds: int) -> dict[str, float]:
-    """Run benchmark_app and parse its throughput and median latency."""
-    exe = Path(sys.executable).with_name("benchmark_app")
-    out = subprocess.run([str(exe), "-m", str(model), "-d", device, "-hint", hint, "-t", str(seconds)],
-                         capture_output=True, text=True, check=True).stdout
-    fps = float(re.search(r"Throughput:\s+([\d.]+) FPS", out).group(1))  # type: ignore[union-attr]
-    median = float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    """benchmark_app's throughput and median latency, through the CLI's own wrapper."""
+    fps, median = tools_benchmark_app(model, device, hint, seconds)
     return {"fps": fps, "p50": median}
 
 

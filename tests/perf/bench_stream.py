@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from edge_agent.server.bench import main
+from edge_agent.tools.bench import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Inference: device choice, model loading (family registry), the async engine and its frame path."""

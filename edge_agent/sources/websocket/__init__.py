@@ -1,0 +1,1 @@
+"""The WebSocket source: protocol 1 on /stream/detection."""
