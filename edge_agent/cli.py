@@ -47,8 +47,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keep_reads_on_heap()
     app = create_app(loaded)
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=make_ready_printer(app),
-                shutdown_timeout=cfg.server.shutdown_timeout, access_log=None, handle_signals=True)
+    web.run_app(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        print=make_ready_printer(app),
+        shutdown_timeout=cfg.server.shutdown_timeout,
+        access_log=None,
+        handle_signals=True,
+    )
     return 0
 
 
@@ -151,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.set_defaults(func=cmd_serve)
-    with_config(sub.add_parser("devices", help="list devices and the automatic choice")).set_defaults(func=cmd_devices)
+    with_config(sub.add_parser("devices", help="list devices and the automatic choice")).set_defaults(
+        func=cmd_devices
+    )
     d = with_config(sub.add_parser("detect", help="detect objects in one JPEG"))
     d.add_argument("image")
     d.add_argument("--json", action="store_true", help="print a JSON list of detections")
@@ -167,8 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))
-    c.add_argument("config_cmd", choices=["check", "show", "default"],
-                   help="check: validate; show: effective values and sources; default: print the documented defaults")
+    c.add_argument(
+        "config_cmd",
+        choices=["check", "show", "default"],
+        help="check: validate; show: effective values and sources; default: print the documented defaults",
+    )
     c.set_defaults(func=cmd_config)
     # Listed for --help only: main() hands their arguments to their own parsers.
     sub.add_parser("bench", help="benchmark a running server over WebSocket (bench --help)", add_help=False)

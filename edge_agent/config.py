@@ -23,7 +23,9 @@ class _Section(BaseModel):
 
 class ServerConfig(_Section):
     host: str = Field("0.0.0.0", description="Address the HTTP/WebSocket server listens on.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port of the HTTP/WebSocket server (0 = any free).")
+    port: int = Field(
+        8080, ge=0, le=65535, description="TCP port of the HTTP/WebSocket server (0 = any free)."
+    )
     token: str | None = Field(
         None, description="Bearer token required by WS, SSE and /v1/detect when set (None = open LAN access)."
     )
@@ -56,33 +58,50 @@ class EngineConfig(_Section):
         "auto",
         description="'auto' (Intel GPU, then NPU, else CPU) or an OpenVINO device string (CPU, GPU.1, AUTO:GPU,CPU).",
     )
+
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, value: str) -> str:
         if value.upper() == "AUTO":  # as the seed's OPENVINO_DEVICE=AUTO: our selection, with its reason
             return "auto"
         if value != "auto" and not DEVICE_PATTERN.fullmatch(value):
-            raise ValueError("expected 'auto' or an OpenVINO device such as CPU, GPU, GPU.1, NPU, AUTO:GPU,CPU")
+            raise ValueError(
+                "expected 'auto' or an OpenVINO device such as CPU, GPU, GPU.1, NPU, AUTO:GPU,CPU"
+            )
         return value
 
     performance_hint: Literal["auto", "LATENCY", "THROUGHPUT"] = Field(
         "auto", description="OpenVINO performance hint; 'auto' picks LATENCY up to 4 cores, THROUGHPUT above."
     )
-    async_inference: bool = Field(True, description="Use several infer requests in flight (False = exactly one).")
+    async_inference: bool = Field(
+        True, description="Use several infer requests in flight (False = exactly one)."
+    )
     num_requests: int = Field(
-        0, ge=0, le=64,
+        0,
+        ge=0,
+        le=64,
         description="Infer requests; 0 = the device's OPTIMAL_NUMBER_OF_INFER_REQUESTS + 1 (decode overlaps inference).",
     )
-    cpu_threads: int = Field(0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default.")
-    cpu_pinning: bool | None = Field(None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default.")
-    cache_enabled: bool = Field(True, description="Cache compiled models in cache_dir so warm starts are fast.")
+    cpu_threads: int = Field(
+        0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default."
+    )
+    cpu_pinning: bool | None = Field(
+        None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default."
+    )
+    cache_enabled: bool = Field(
+        True, description="Cache compiled models in cache_dir so warm starts are fast."
+    )
     cache_dir: str = Field("/var/cache/edge-agent", description="OpenVINO model cache directory (CACHE_DIR).")
     compile_timeout: float = Field(
-        300.0, gt=0, description="Seconds a candidate device may take to compile and warm up before it is skipped."
+        300.0,
+        gt=0,
+        description="Seconds a candidate device may take to compile and warm up before it is skipped.",
     )
     max_frame_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted JPEG frame in bytes.")
     max_frame_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Largest accepted frame area (width x height) from the JPEG header."
+        4096 * 4096,
+        ge=64 * 64,
+        description="Largest accepted frame area (width x height) from the JPEG header.",
     )
 
 
@@ -96,15 +115,25 @@ class StreamingConfig(_Section):
     max_fps: float = Field(30.0, gt=0, le=240, description="Highest per-session frame rate.")
     default_fps: float = Field(15.0, gt=0, le=240, description="Frame rate a new session starts with.")
     min_fps: float = Field(5.0, gt=0, le=240, description="Lowest frame rate adaptive control will go to.")
-    queue_size: int = Field(1, ge=1, le=8, description="Frames a session may have waiting; newer frames replace older.")
-    session_timeout: float = Field(60.0, gt=0, description="Seconds without a message before a session is closed.")
+    queue_size: int = Field(
+        1, ge=1, le=8, description="Frames a session may have waiting; newer frames replace older."
+    )
+    session_timeout: float = Field(
+        60.0, gt=0, description="Seconds without a message before a session is closed."
+    )
     max_sessions: int = Field(16, ge=1, le=1024, description="Most concurrent WebSocket sessions.")
-    target_latency_ms: float = Field(100.0, gt=0, description="Processing latency adaptive FPS steers towards.")
+    target_latency_ms: float = Field(
+        100.0, gt=0, description="Processing latency adaptive FPS steers towards."
+    )
     max_text_bytes: int = Field(
         2 << 20, ge=1024, description="Largest text message (base64 frames are ~4/3 of the JPEG size)."
     )
-    event_buffer: int = Field(256, ge=1, le=100000, description="SSE events kept per client for Last-Event-ID resume.")
-    subscriber_queue: int = Field(64, ge=1, le=10000, description="SSE events queued per slow subscriber before dropping.")
+    event_buffer: int = Field(
+        256, ge=1, le=100000, description="SSE events kept per client for Last-Event-ID resume."
+    )
+    subscriber_queue: int = Field(
+        64, ge=1, le=10000, description="SSE events queued per slow subscriber before dropping."
+    )
     keepalive_interval: float = Field(15.0, gt=0, description="Seconds between SSE keep-alive comments.")
 
     @model_validator(mode="after")
@@ -119,7 +148,8 @@ class HazardRule(_Section):
     classes: list[str] = Field(..., min_length=1, description="Labels that trigger the rule.")
     min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detection confidence.")
     zone: list[tuple[float, float]] | None = Field(
-        None, description="Optional polygon of normalised (x, y) points; the box's bottom centre must be inside."
+        None,
+        description="Optional polygon of normalised (x, y) points; the box's bottom centre must be inside.",
     )
     min_frames: int = Field(2, ge=1, description="Consecutive triggering frames before the hazard starts.")
     clear_frames: int = Field(5, ge=1, description="Consecutive clear frames before the hazard ends.")
@@ -148,7 +178,9 @@ class SystemdConfig(_Section):
         5.0, gt=0, description="Seconds of idleness after which the watchdog runs a small probe inference."
     )
     max_inference_age: float = Field(
-        30.0, gt=0, description="Seconds since the last successful inference after which the watchdog stops pinging."
+        30.0,
+        gt=0,
+        description="Seconds since the last successful inference after which the watchdog stops pinging.",
     )
 
 
@@ -220,7 +252,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
             found[path] = _env_value(environ[name])
     for name, raw in environ.items():
         if name.startswith(ENV_PREFIX) and name not in _NOT_CONFIG_ENV:
-            parts = tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__") if p)
+            parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p)
             if parts:
                 found[parts] = _env_value(raw)
     return found
@@ -240,9 +272,9 @@ def _leaf_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[t
     paths: list[tuple[str, ...]] = []
     for key, value in data.items():
         if isinstance(value, Mapping):
-            paths.extend(_leaf_paths(value, prefix + (key,)))
+            paths.extend(_leaf_paths(value, (*prefix, key)))
         else:
-            paths.append(prefix + (key,))
+            paths.append((*prefix, key))
     return paths
 
 

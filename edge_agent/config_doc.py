@@ -49,5 +49,5 @@ def render_default_toml() -> str:
                 _fields(item, lines)
                 lines.append("")
         else:
-            lines = lines[:1] + [f"# {field.description}", f"{name} = {_toml_value(value)}", ""] + lines[1:]
+            lines = [*lines[:1], f"# {field.description}", f"{name} = {_toml_value(value)}", "", *lines[1:]]
     return "\n".join(lines).rstrip() + "\n"

@@ -31,7 +31,9 @@ def encode(image: np.ndarray, quality: int = 90) -> bytes:
     """RGB (or grey) array to JPEG bytes."""
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
-    return bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(image[..., :3]), quality=quality, colorspace="RGB"))
+    return bytes(
+        simplejpeg.encode_jpeg(np.ascontiguousarray(image[..., :3]), quality=quality, colorspace="RGB")
+    )
 
 
 @pytest.fixture(scope="session")

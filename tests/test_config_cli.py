@@ -17,7 +17,9 @@ CLI = [sys.executable, "-m", "edge_agent.cli"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, timeout=120, env=env, cwd=REPO
+    )
 
 
 def test_documented_default_config_file_is_valid_and_equals_builtin_defaults() -> None:
@@ -29,8 +31,14 @@ def test_documented_default_config_file_is_valid_and_equals_builtin_defaults() -
 def test_env_overrides_keep_seed_meanings_and_sources(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[engine]\ndevice = "CPU"\n[streaming]\nmax_fps = 20\n')
-    env = {"STREAMING_MAX_FPS": "25", "CONFIDENCE_THRESHOLD": "0.6", "OPENVINO_PERFORMANCE_MODE": "latency",
-           "CPU_BIND_THREAD": "false", "EDGE_AGENT_SERVER__PORT": "9000", "EDGE_AGENT_MDNS__INTERFACES": '["eth0"]'}
+    env = {
+        "STREAMING_MAX_FPS": "25",
+        "CONFIDENCE_THRESHOLD": "0.6",
+        "OPENVINO_PERFORMANCE_MODE": "latency",
+        "CPU_BIND_THREAD": "false",
+        "EDGE_AGENT_SERVER__PORT": "9000",
+        "EDGE_AGENT_MDNS__INTERFACES": '["eth0"]',
+    }
     loaded = load_config(path, environ=env)
     cfg = loaded.config
     assert cfg.streaming.max_fps == 25 and cfg.detection.confidence == 0.6
@@ -50,14 +58,19 @@ def test_env_overrides_keep_seed_meanings_and_sources(tmp_path: Path) -> None:
         ("[server]\nport = 70000\n", {}, "server.port", "less than or equal to 65535"),
         ("", {"IOU_THRESHOLD": "high"}, "detection.iou", "valid number"),
         ("[streaming]\nmin_fps = 20\ndefault_fps = 10\n", {}, "streaming", "min_fps <= default_fps"),
-        ('[[hazards]]\nname = "x"\nclasses = ["person"]\nzone = [[0, 0], [2, 0], [0, 1]]\n', {}, "hazards.0",
-         "normalised"),
+        (
+            '[[hazards]]\nname = "x"\nclasses = ["person"]\nzone = [[0, 0], [2, 0], [0, 1]]\n',
+            {},
+            "hazards.0",
+            "normalised",
+        ),
         ('[engine]\ndevice = "TPU"\n', {}, "engine.device", "OpenVINO device"),
         ("[server\n", {}, "c.toml", "invalid TOML"),
     ],
 )
-def test_config_errors_name_key_and_reason(tmp_path: Path, toml: str, env: dict[str, str], key: str,
-                                           reason: str) -> None:
+def test_config_errors_name_key_and_reason(
+    tmp_path: Path, toml: str, env: dict[str, str], key: str, reason: str
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as info:
@@ -88,13 +101,18 @@ def test_auto_device_in_the_file_means_our_selection(tmp_path: Path) -> None:
 
 def test_cli_config_error_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text("[server]\nport = \"eighty\"\n[engine]\nthreads = 2\n")
+    path.write_text('[server]\nport = "eighty"\n[engine]\nthreads = 2\n')
     proc = run_cli("config", "check", "--config", str(path))
     assert proc.returncode == 2
-    assert "config error: server.port:" in proc.stderr and "config error: engine.threads: unknown key" in proc.stderr
+    assert (
+        "config error: server.port:" in proc.stderr
+        and "config error: engine.threads: unknown key" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     missing = run_cli("serve", "--config", str(tmp_path / "absent.toml"))
-    assert missing.returncode == 2 and "file not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2 and "file not found" in missing.stderr and "Traceback" not in missing.stderr
+    )
 
 
 def test_cli_config_show_lists_sources(tmp_path: Path) -> None:
@@ -128,7 +146,9 @@ def test_cli_detect_person_with_dog(default_model: Path, photos: dict[str, bytes
 def test_cli_detect_bad_file_is_a_clear_error(default_model: Path, tmp_path: Path) -> None:
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"not a jpeg")
-    proc = run_cli("detect", str(bad), env={"PATH": "/usr/bin:/bin", "EDGE_AGENT_ENGINE__CACHE_DIR": str(tmp_path)})
+    proc = run_cli(
+        "detect", str(bad), env={"PATH": "/usr/bin:/bin", "EDGE_AGENT_ENGINE__CACHE_DIR": str(tmp_path)}
+    )
     assert proc.returncode == 1 and "not a JPEG" in proc.stderr and "Traceback" not in proc.stderr
     gone = run_cli("detect", str(tmp_path / "missing.jpg"), env={"PATH": "/usr/bin:/bin"})
     assert gone.returncode == 1 and "No such file" in gone.stderr

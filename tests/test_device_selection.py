@@ -39,8 +39,9 @@ class FakeGpuCore:
 
 
 def _with_device(config: Config, device: str, timeout: float = 300.0) -> Config:
-    return config.model_copy(update={"engine": config.engine.model_copy(update={"device": device,
-                                                                                 "compile_timeout": timeout})})
+    return config.model_copy(
+        update={"engine": config.engine.model_copy(update={"device": device, "compile_timeout": timeout})}
+    )
 
 
 async def test_auto_falls_back_to_cpu_when_gpu_fails(config: Config, photos: dict[str, bytes]) -> None:
@@ -91,7 +92,7 @@ async def test_auto_prefers_a_working_gpu_then_npu(config: Config) -> None:
 
 async def test_explicit_device_failure_is_an_error_not_a_silent_fallback(config: Config) -> None:
     engine = Engine(_with_device(config, "GPU"), FakeGpuCore("broken"))  # type: ignore[arg-type]
-    with pytest.raises(DeviceError, match="GPU failed: .*clGetPlatformIDs"):
+    with pytest.raises(DeviceError, match=r"GPU failed: .*clGetPlatformIDs"):
         await engine.async_start()
     await engine.async_stop()
 

@@ -57,14 +57,18 @@ async def test_bus_people_boxes_in_place(engine: Engine, photos: dict[str, bytes
 
 
 async def test_zidane_person_and_tie(engine: Engine, photos: dict[str, bytes]) -> None:
-    result = await engine.detect(photos["zidane"], DetectParams(confidence=0.2))  # ties score 0.2-0.35 on tiny
+    result = await engine.detect(
+        photos["zidane"], DetectParams(confidence=0.2)
+    )  # ties score 0.2-0.35 on tiny
     right = max(people(result.detections), key=lambda d: iou(d.box, ZIDANE_RIGHT_MAN))
     assert iou(right.box, ZIDANE_RIGHT_MAN) > 0.6
     ties = [d for d in result.detections if d.label == "tie"]
     assert ties, "both men wear a visible tie"
     for tie in ties:  # a tie is worn: it lies inside some person's box
         cx, cy = (tie.box[0] + tie.box[2]) / 2, (tie.box[1] + tie.box[3]) / 2
-        assert any(p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3] for p in people(result.detections))
+        assert any(
+            p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3] for p in people(result.detections)
+        )
 
 
 async def test_cup_in_coffee_photo(engine: Engine, photos: dict[str, bytes]) -> None:
@@ -159,7 +163,9 @@ async def test_callers_are_served_first_come_first_served(engine: Engine, photos
     assert max(counts) - min(counts) <= 2, counts
 
 
-async def test_cancelled_caller_does_not_lose_or_corrupt_a_request(engine: Engine, photos: dict[str, bytes]) -> None:
+async def test_cancelled_caller_does_not_lose_or_corrupt_a_request(
+    engine: Engine, photos: dict[str, bytes]
+) -> None:
     for delay in (0.0, 0.001, 0.01):
         tasks = [asyncio.create_task(engine.detect(photos["bus"])) for _ in range(engine.num_requests + 1)]
         await asyncio.sleep(delay)

@@ -58,7 +58,9 @@ async def test_bad_frame_gets_specific_error_then_good_frame_works(
     assert engine.in_flight == 0
 
 
-async def test_bad_frames_do_not_disturb_concurrent_good_ones(engine: Engine, photos: dict[str, bytes]) -> None:
+async def test_bad_frames_do_not_disturb_concurrent_good_ones(
+    engine: Engine, photos: dict[str, bytes]
+) -> None:
     cases = bad_frames(photos["zidane"])
     jobs = []
     for data, _, _ in cases.values():

@@ -106,8 +106,7 @@ def test_end_all_on_disconnect() -> None:
 
 def test_rules_are_independent() -> None:
     tracker = HazardTracker(
-        "cam-1",
-        [rule(min_frames=1, clear_frames=1), rule(name="cat", classes=["cat"], min_frames=1)]
+        "cam-1", [rule(min_frames=1, clear_frames=1), rule(name="cat", classes=["cat"], min_frames=1)]
     )
     _, events = tracker.update([PERSON, CAT], SIZE, 1)
     assert sorted((e.rule, e.state) for e in events) == [("cat", "started"), ("person", "started")]

@@ -57,8 +57,9 @@ async def agent_factory(tmp_path: Path, agent_cache: Path) -> AsyncIterator[Any]
         agent.notify.close()
 
 
-async def _stream(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, replies: list[dict[str, Any]],
-                  fps_limit: float) -> None:
+async def _stream(
+    ws: aiohttp.ClientWebSocketResponse, jpeg: bytes, replies: list[dict[str, Any]], fps_limit: float
+) -> None:
     """Send a frame, wait for its reply, repeat (one frame in flight, paced below the session's fps limit)."""
     loop = asyncio.get_running_loop()
     while True:

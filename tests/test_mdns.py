@@ -236,7 +236,9 @@ async def test_discover_lists_agents_with_health(config: Config, instance: str) 
         agents = {a["name"]: a for a in json.loads(out)}
         agent = agents[instance]
         assert agent["addresses"] == LOOPBACK and agent["port"] == port
-        assert agent["txt"]["id"] == app[APPLIANCE].identity.device_id and agent["txt"]["model"] == "yolov3-tiny"
+        assert (
+            agent["txt"]["id"] == app[APPLIANCE].identity.device_id and agent["txt"]["model"] == "yolov3-tiny"
+        )
         assert agent["health"] == "pass" and agent["health_detail"]["http_status"] == 200
 
         code, out, _ = await _discover("--timeout", "2")

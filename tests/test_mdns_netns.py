@@ -155,7 +155,7 @@ def test_agents_across_namespaces(namespaces: tuple[str, str], tmp_path: Path, a
     try:
         name = "edge-twin"
         fqdn = f"{name}.{AGENT_TYPE}"
-        for side, ns in (("a", ns_a), ("b", ns_b)):
+        for side, _ns in (("a", ns_a), ("b", ns_b)):
             (tmp_path / side).mkdir()
         notify_a = NotifySocket(tmp_path / "a")  # a path socket: abstract ones are per network namespace
         cfg_a = write_config(

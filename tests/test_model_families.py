@@ -21,7 +21,9 @@ BUS_PEOPLE = (BUS_COAT_MAN, BUS_SUNGLASSES_MAN, BUS_RIGHT_EDGE)
 
 
 def _with_model(config: Config, path: Path, family: str = "auto") -> Config:
-    return config.model_copy(update={"model": config.model.model_copy(update={"path": str(path), "family": family})})
+    return config.model_copy(
+        update={"model": config.model.model_copy(update={"path": str(path), "family": family})}
+    )
 
 
 async def test_ultralytics_yolov8_fall_model(config: Config, photos: dict[str, bytes]) -> None:
@@ -82,11 +84,21 @@ async def test_model_with_unservable_outputs_is_refused_at_load(config: Config, 
     with pytest.raises(ModelError, match="cannot tell the model family"):
         await Engine(_with_model(config, path)).async_start()
     with pytest.raises(ModelError, match=r"ultralytics head must be \[1, 4\+80, N\]"):
-        await Engine(_with_model(config, path, "ultralytics").model_copy(
-            update={"model": config.model.model_copy(update={"path": str(path), "family": "ultralytics",
-                                                              "labels": [str(i) for i in range(80)]})})).async_start()
+        await Engine(
+            _with_model(config, path, "ultralytics").model_copy(
+                update={
+                    "model": config.model.model_copy(
+                        update={
+                            "path": str(path),
+                            "family": "ultralytics",
+                            "labels": [str(i) for i in range(80)],
+                        }
+                    )
+                }
+            )
+        ).async_start()
 
 
 async def test_missing_model_file_names_the_path(config: Config, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="model file not found: .*nope.xml"):
+    with pytest.raises(ModelError, match=r"model file not found: .*nope\.xml"):
         await Engine(_with_model(config, tmp_path / "nope.xml")).async_start()

@@ -83,11 +83,11 @@ async def test_overload_every_frame_answered_once_and_fairly(serve: Serve, photo
     for ws in sockets:
         await next_json(ws)
     finished = asyncio.Event()
-    readers = [asyncio.create_task(collect(ws, t, finished)) for ws, t in zip(sockets, tallies)]
+    readers = [asyncio.create_task(collect(ws, t, finished)) for ws, t in zip(sockets, tallies, strict=False)]
     # Three cameras, each 1.5x as fast as the whole engine: 4.5x what it served when measured (a margin
     # for noisy boxes, so the overload is at least 3x).
     await asyncio.gather(
-        *(paced_sender(ws, jpeg, 1.5 * capacity, seconds, t) for ws, t in zip(sockets, tallies))
+        *(paced_sender(ws, jpeg, 1.5 * capacity, seconds, t) for ws, t in zip(sockets, tallies, strict=False))
     )
     await finish(finished, sockets)
     await asyncio.wait_for(asyncio.gather(*readers), 30)

@@ -271,7 +271,7 @@ def test_live_stats_window() -> None:
     stats = LiveStats(max_sessions=4, window_s=10)
     for i in range(20):
         stats.record_result(Timings(total=float(i + 1), inference=float(i)), now=100.0 + i * 0.1)
-    for i in range(5):
+    for _ in range(5):
         stats.record_drop(now=102.0)
     assert stats.drop_ratio(now=102.0) == pytest.approx(5 / 25)
     assert stats.latency_ms(50, now=102.0) == pytest.approx(10.0, abs=1)

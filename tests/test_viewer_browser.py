@@ -94,9 +94,16 @@ async def browser(fake_camera: Path) -> AsyncIterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail("Debian's chromium is not installed: apt-get install -y chromium")
     args = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={fake_camera}",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={fake_camera}",
     ]
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
@@ -156,8 +163,12 @@ async def assert_box_drawn(page: Page, reply: dict[str, Any], index: int) -> Non
     top_y = round(rect["y"] + y1)
     mid_y = round(rect["y"] + (y1 + y2) / 2)
     left_x = round(rect["x"] + x1)
-    assert any(near(shot[top_y + d, mid_x], HAZARD_RGB) for d in range(-2, 3)), shot[top_y - 2:top_y + 3, mid_x]
-    assert any(near(shot[mid_y, left_x + d], HAZARD_RGB) for d in range(-2, 3)), shot[mid_y, left_x - 2:left_x + 3]
+    assert any(near(shot[top_y + d, mid_x], HAZARD_RGB) for d in range(-2, 3)), shot[
+        top_y - 2 : top_y + 3, mid_x
+    ]
+    assert any(near(shot[mid_y, left_x + d], HAZARD_RGB) for d in range(-2, 3)), shot[
+        mid_y, left_x - 2 : left_x + 3
+    ]
 
 
 async def test_camera_stream_shows_person_and_observer_logs_hazard(
@@ -179,7 +190,10 @@ async def test_camera_stream_shows_person_and_observer_logs_hazard(
 
     # Same person, same place as the server finds in the original photograph.
     headers = {"Content-Type": "image/jpeg"}
-    async with ClientSession() as http, http.post(f"{base}/v1/detect", data=photos["bus"], headers=headers) as resp:
+    async with (
+        ClientSession() as http,
+        http.post(f"{base}/v1/detect", data=photos["bus"], headers=headers) as resp,
+    ):
         assert resp.status == 200
         direct = await resp.json()
     ref = max((d for d in direct["detections"] if d["label"] == "person"), key=lambda d: d["confidence"])
@@ -193,10 +207,12 @@ async def test_camera_stream_shows_person_and_observer_logs_hazard(
     await assert_box_drawn(page, reply, hazard_box)
     assert "person" in await page.inner_text("#live-hazards")
 
-    await page.wait_for_function("() => edgeViewer.live.stats.processed >= 3 && edgeViewer.live.stats.fps > 0")
+    await page.wait_for_function(
+        "() => edgeViewer.live.stats.processed >= 3 && edgeViewer.live.stats.fps > 0"
+    )
     await page.wait_for_function("() => document.getElementById('stat-latency').textContent.endsWith('ms')")
     assert await page.inner_text("#info-device") == "CPU"
-    assert "416×416" in await page.inner_text("#info-model")
+    assert "416\u00d7416" in await page.inner_text("#info-model")  # the page prints a multiplication sign
     assert await page.inner_text("#stat-client") == CLIENT_ID
 
     # The observer follows the same client over SSE: live boxes and the hazard in its log.
@@ -278,9 +294,11 @@ async def test_token_is_asked_for_and_wrong_tokens_are_reported(servers: Servers
 
     await page.fill("#token-input", "wrong")
     await page.click("#token-ok")
-    await page.wait_for_function("() => document.getElementById('token-dialog').open "
-                                 "&& document.getElementById('token-reason').textContent.includes('rejected')",
-                                 timeout=TIMEOUT_MS)
+    await page.wait_for_function(
+        "() => document.getElementById('token-dialog').open "
+        "&& document.getElementById('token-reason').textContent.includes('rejected')",
+        timeout=TIMEOUT_MS,
+    )
     await page.fill("#token-input", "s3cret-token")
     await page.click("#token-ok")
     await wait_for_person(page)
@@ -310,15 +328,17 @@ async def test_sse_parser_handles_any_chunking(browser: Browser) -> None:
     try:
         page = await browser.new_page()
         await page.goto(f"http://127.0.0.1:{runner.addresses[0][1]}/")
-        stream = (': keep-alive\n\nid: 7\nevent: hazard\ndata: {"rule":\r\ndata: "person"}\r\n\r\n'
-                  "id: 8\rdata\r\r: comment\nevent: fps\ndata: 5\n\n")
+        stream = (
+            ': keep-alive\n\nid: 7\nevent: hazard\ndata: {"rule":\r\ndata: "person"}\r\n\r\n'
+            "id: 8\rdata\r\r: comment\nevent: fps\ndata: 5\n\n"
+        )
         expected = [
             {"event": "hazard", "data": '{"rule":\n"person"}', "id": "7"},
             {"event": "message", "data": "", "id": "8"},
             {"event": "fps", "data": "5", "id": None},
         ]
         for size in (1, 2, 3, 5, 7, len(stream)):
-            chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+            chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
             events = await page.evaluate(
                 """async (chunks) => { const { SseParser } = await import('/viewer/events.js');
                                        const p = new SseParser(); return chunks.flatMap((c) => p.feed(c)); }""",

@@ -52,7 +52,16 @@ async def test_index_is_html_with_a_strict_policy(client: Client) -> None:
 
 async def test_every_referenced_asset_is_served_with_its_type(client: Client) -> None:
     assets = referenced_assets()
-    modules = {"viewer.js", "live.js", "observer.js", "stream.js", "events.js", "overlay.js", "source.js", "ui.js"}
+    modules = {
+        "viewer.js",
+        "live.js",
+        "observer.js",
+        "stream.js",
+        "events.js",
+        "overlay.js",
+        "source.js",
+        "ui.js",
+    }
     assert {"viewer.css", *modules} <= assets
     for name in sorted(assets):
         resp = await client.get(f"/viewer/{name}")
@@ -66,7 +75,9 @@ def test_page_is_self_contained() -> None:
     for path in STATIC_DIR.iterdir():
         text = path.read_text()
         assert not re.search(r"(?:src|href)=\"(?:https?:)?//", text), f"{path.name} loads from another host"
-        assert not re.search(r"""\bimport\s[^;]*['"]https?:""", text), f"{path.name} imports from another host"
+        assert not re.search(r"""\bimport\s[^;]*['"]https?:""", text), (
+            f"{path.name} imports from another host"
+        )
         assert "@import" not in text, path.name
 
 

@@ -16,7 +16,14 @@ from .scrape import add_metrics_routes, metrics_ctx
 from .state import Lifecycle
 from .watchdog import watchdog_ctx
 
-__all__ = ["APPLIANCE", "Appliance", "attach_engine", "make_ready_printer", "mark_listening", "setup_appliance"]
+__all__ = [
+    "APPLIANCE",
+    "Appliance",
+    "attach_engine",
+    "make_ready_printer",
+    "mark_listening",
+    "setup_appliance",
+]
 
 
 def setup_appliance(app: web.Application) -> None:

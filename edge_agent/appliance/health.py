@@ -114,7 +114,9 @@ def engine_checks(app: web.Application) -> dict[str, list[Check]]:
             p50=None if p50 is None else round(p50, 2),
             frames=frames,
             target=cfg.streaming.target_latency_ms,
-            output=f"p95 {p95:.0f} ms over target {cfg.streaming.target_latency_ms:.0f} ms" if slow and p95 else None,
+            output=f"p95 {p95:.0f} ms over target {cfg.streaming.target_latency_ms:.0f} ms"
+            if slow and p95
+            else None,
         ),
         "device:executing": _check(
             "warn" if dev.fallback else "pass",

@@ -154,7 +154,7 @@ class Advertiser:
         fresh = [self._info(i.type, i.name[: -len(i.type) - 1], addresses) for i in self._infos]
         if addresses == self.addresses and all(
             new.decoded_properties == old.decoded_properties and new.port == old.port
-            for new, old in zip(fresh, self._infos)
+            for new, old in zip(fresh, self._infos, strict=False)
         ):
             return
         if addresses != self.addresses:

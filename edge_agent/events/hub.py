@@ -146,10 +146,7 @@ class EventHub:
         if last_id is None:
             return []
         rings: Iterable[deque[Event]]
-        if client_id is None:
-            rings = self._rings.values()
-        else:
-            rings = [self._rings[client_id]]
+        rings = self._rings.values() if client_id is None else [self._rings[client_id]]
         return [e for e in heapq.merge(*rings, key=lambda e: e.id) if e.id > last_id]
 
     def oldest_id(self, client_id: str | None) -> int | None:

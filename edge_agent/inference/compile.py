@@ -50,7 +50,7 @@ def resolve_hint(setting: str) -> str:
 def compile_properties(eng: EngineConfig, hint: str, device: str) -> dict[str, Any]:
     """OpenVINO compile properties for one device."""
     props: dict[str, Any] = {"PERFORMANCE_HINT": hint}
-    kind = device.split(".")[0]
+    kind = device.split(".", maxsplit=1)[0]
     if kind == "CPU":
         if eng.cpu_threads:
             props["INFERENCE_NUM_THREADS"] = eng.cpu_threads

@@ -60,7 +60,11 @@ def _why(exc: BaseException) -> str:
 
 
 async def async_select(
-    core: ov.Core, requested: str, compile_fn: CompileFn, executor: Executor, timeout: float,
+    core: ov.Core,
+    requested: str,
+    compile_fn: CompileFn,
+    executor: Executor,
+    timeout: float,
     on_attempt: Callable[[str], Any] | None = None,
 ) -> tuple[ov.CompiledModel, DeviceChoice]:
     """Compile for the requested device ('auto' = try accelerators, then CPU) and warm up there."""
@@ -77,7 +81,9 @@ async def async_select(
             failures.append(f"{device}: {_why(exc)}")
             log.warning("device %s unusable: %s", device, _why(exc))
             continue
-        reason = "explicitly configured" if requested.lower() != "auto" else f"{device} compiled and ran a warm-up"
+        reason = (
+            "explicitly configured" if requested.lower() != "auto" else f"{device} compiled and ran a warm-up"
+        )
         return compiled, DeviceChoice(requested, device, executing_devices(compiled, device), reason, False)
     if on_attempt:
         on_attempt("CPU")
@@ -86,4 +92,6 @@ async def async_select(
     except (RuntimeError, TimeoutError, ValueError) as exc:
         raise DeviceError(f"CPU failed: {_why(exc)}; earlier: {'; '.join(failures) or 'none'}") from None
     reason = "no Intel GPU or NPU found" if not failures else "fell back to CPU: " + "; ".join(failures)
-    return compiled, DeviceChoice(requested, "CPU", executing_devices(compiled, "CPU"), reason, bool(failures))
+    return compiled, DeviceChoice(
+        requested, "CPU", executing_devices(compiled, "CPU"), reason, bool(failures)
+    )

@@ -50,8 +50,13 @@ class FrameBuffers:
         factor = dct_factor(width, height, target_w, target_h)
         try:
             image: np.ndarray = simplejpeg.decode_jpeg(
-                data, colorspace="RGBX", min_width=-(-width // factor), min_height=-(-height // factor),
-                buffer=self.pixels.view(np.uint8), fastdct=True, fastupsample=True,
+                data,
+                colorspace="RGBX",
+                min_width=-(-width // factor),
+                min_height=-(-height // factor),
+                buffer=self.pixels.view(np.uint8),
+                fastdct=True,
+                fastupsample=True,
             )
         except ValueError as exc:
             raise TruncatedJpeg(f"JPEG data is corrupt or truncated: {exc}") from None

@@ -9,8 +9,15 @@ from .models.decoders import Candidates, nms
 
 
 def to_detections(
-    candidates: Candidates, labels: tuple[str, ...], scale: float, dx: int, dy: int, size: tuple[int, int],
-    iou: float, limit: int, classes: frozenset[int] | None,
+    candidates: Candidates,
+    labels: tuple[str, ...],
+    scale: float,
+    dx: int,
+    dy: int,
+    size: tuple[int, int],
+    iou: float,
+    limit: int,
+    classes: frozenset[int] | None,
 ) -> list[Detection]:
     """Filter by class, run class-aware NMS, undo the letterbox and clip to the frame."""
     boxes, scores, class_ids = candidates
@@ -27,5 +34,5 @@ def to_detections(
     np.minimum(np.maximum(out, 0.0, out=out), np.array([width, height, width, height], np.float32), out=out)
     return [
         Detection(labels[c], c, s, (b[0], b[1], b[2], b[3]))
-        for b, s, c in zip(out.tolist(), scores[keep].tolist(), class_ids[keep].tolist())
+        for b, s, c in zip(out.tolist(), scores[keep].tolist(), class_ids[keep].tolist(), strict=False)
     ]

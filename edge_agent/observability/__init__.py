@@ -13,7 +13,15 @@ from .metrics import Metrics
 from .stats import LiveStats, SourceStats
 from .window import LatencyWindow, percentile
 
-__all__ = ["OBSERVABILITY", "LatencyWindow", "LiveStats", "Metrics", "Observability", "SourceStats", "percentile"]
+__all__ = [
+    "OBSERVABILITY",
+    "LatencyWindow",
+    "LiveStats",
+    "Metrics",
+    "Observability",
+    "SourceStats",
+    "percentile",
+]
 
 
 @dataclass

@@ -90,6 +90,6 @@ class FrameCounts(Collector):
             "edge_agent_stage_seconds", "Per-stage processing time of a frame.", labels=["stage"]
         )
         bounds = (*(str(b) for b in _BUCKETS), "+Inf")
-        for stage, counts, total in zip(STAGES, self._buckets, self._sums):
-            stages.add_metric([stage], list(zip(bounds, map(float, accumulate(counts)))), total)
+        for stage, counts, total in zip(STAGES, self._buckets, self._sums, strict=False):
+            stages.add_metric([stage], list(zip(bounds, map(float, accumulate(counts)), strict=False)), total)
         yield stages

@@ -116,7 +116,11 @@ class Source:
         self._enqueue(frame_id, None, fut, None)
 
     def _enqueue(
-        self, frame_id: int | None, timestamp: float | None, fut: asyncio.Future[Result | Dropped], frame: Frame | None
+        self,
+        frame_id: int | None,
+        timestamp: float | None,
+        fut: asyncio.Future[Result | Dropped],
+        frame: Frame | None,
     ) -> None:
         self._seq += 1
         self.services.obs.received(self.stats)
@@ -140,7 +144,9 @@ class Source:
             iou=p.iou if iou is None else iou,
             classes=None if clear_classes else (p.classes if classes is None else classes),
         )
-        self._engine_params = engine_params(self.params.confidence, self.params.iou, self._cfg.detection.confidence)
+        self._engine_params = engine_params(
+            self.params.confidence, self.params.iou, self._cfg.detection.confidence
+        )
         if fps_limit is not None:
             s = self._cfg.streaming
             self.fps.set_bounds(min(s.min_fps, fps_limit), fps_limit, fps_limit)
@@ -180,7 +186,9 @@ class Source:
             if sent:
                 self._publish(events, change)
                 if change is not None:
-                    await self.async_control({"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason})
+                    await self.async_control(
+                        {"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason}
+                    )
 
     def _reply(self, slot: _Slot, outcome: Outcome) -> tuple[str, list[Any]]:
         """The reply's text, and the events it causes (detections, hazard transitions)."""
@@ -198,7 +206,9 @@ class Source:
     ) -> tuple[Sequence[Detection], list[dict[str, Any]], list[Any]]:
         """What the peer sees, and the hazard rules run once on the server's own threshold."""
         p = self.params
-        judged, shown = judged_and_shown(result.detections, p.confidence, p.classes, self._cfg.detection.confidence)
+        judged, shown = judged_and_shown(
+            result.detections, p.confidence, p.classes, self._cfg.detection.confidence
+        )
         triggered, events = self.hazards.update(judged, result.image_size, slot.frame_id, slot.frame)
         reindex(triggered, judged, shown)
         return shown, triggered, list(events)

@@ -104,7 +104,7 @@ class HazardTracker:
     @property
     def active(self) -> list[str]:
         """Names of the rules currently active."""
-        return [r.name for r, s in zip(self.rules, self._states) if s.active]
+        return [r.name for r, s in zip(self.rules, self._states, strict=False) if s.active]
 
     def update(
         self,
@@ -119,7 +119,7 @@ class HazardTracker:
         if not self.rules:
             return triggered, events
         hits_by_rule = {id(rule): hits for rule, hits in triggered_rules(self.rules, detections, image_size)}
-        for rule, state in zip(self.rules, self._states):
+        for rule, state in zip(self.rules, self._states, strict=False):
             hits = hits_by_rule.get(id(rule), [])
             if self._step(rule, state, bool(hits)):
                 started = state.active
@@ -159,7 +159,7 @@ class HazardTracker:
     def end_all(self, reason: str) -> list[HazardEvent]:
         """End every active hazard (e.g. the client disconnected)."""
         events = []
-        for rule, state in zip(self.rules, self._states):
+        for rule, state in zip(self.rules, self._states, strict=False):
             if state.active:
                 events.append(HazardEvent(self.source_id, rule.name, "ended", None, reason))
             state.hits = state.misses = 0

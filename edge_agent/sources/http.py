@@ -91,8 +91,12 @@ async def detect_handler(request: web.Request) -> web.Response:
         obs.record(stats, exc)
         return _error(_status_for(exc), exc.code, str(exc))
     obs.record(stats, result)
-    judged, shown = judged_and_shown(result.detections, params.confidence, params.classes, cfg.detection.confidence)
-    hazards = [describe(r, hits, judged) for r, hits in triggered_rules(cfg.hazards, judged, result.image_size)]
+    judged, shown = judged_and_shown(
+        result.detections, params.confidence, params.classes, cfg.detection.confidence
+    )
+    hazards = [
+        describe(r, hits, judged) for r, hits in triggered_rules(cfg.hazards, judged, result.image_size)
+    ]
     reindex(hazards, judged, shown)
     return web.json_response(detections_reply(None, time.time(), result, hazards, shown))
 

@@ -56,7 +56,9 @@ class SessionRegistry:
         """Refuse new sessions, close open WebSockets with 1001 and end SSE streams (idempotent)."""
         self.closing = True
         self._hub.close()
-        await asyncio.gather(*(s.async_close(WSCloseCode.GOING_AWAY, message) for s in self._sessions.values()))
+        await asyncio.gather(
+            *(s.async_close(WSCloseCode.GOING_AWAY, message) for s in self._sessions.values())
+        )
 
 
 @dataclass

@@ -48,9 +48,17 @@ def inspect(path: str) -> dict[str, Any]:
         "name": loaded.info.name,
         "family": loaded.info.family,
         "input_size": list(loaded.info.input_size),
-        "inputs": [{"name": i.get_any_name(), "shape": str(i.get_partial_shape()),
-                    "type": i.get_element_type().get_type_name()} for i in model.inputs],
-        "outputs": [{"names": sorted(o.get_names()), "shape": str(o.get_partial_shape())} for o in model.outputs],
+        "inputs": [
+            {
+                "name": i.get_any_name(),
+                "shape": str(i.get_partial_shape()),
+                "type": i.get_element_type().get_type_name(),
+            }
+            for i in model.inputs
+        ],
+        "outputs": [
+            {"names": sorted(o.get_names()), "shape": str(o.get_partial_shape())} for o in model.outputs
+        ],
         "labels": list(loaded.info.labels),
         "sha256": loaded.info.sha256,
     }

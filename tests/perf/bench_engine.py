@@ -26,7 +26,9 @@ from edge_agent.inference.models.loader import default_model_path
 from edge_agent.tools.bench_procs import benchmark_app as tools_benchmark_app
 from edge_agent.tools.model import build_default
 
-ASSETS = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+ASSETS = (
+    Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+)
 
 
 def frames() -> dict[str, bytes]:
@@ -34,6 +36,7 @@ def frames() -> dict[str, bytes]:
     photo = simplejpeg.decode_jpeg((ASSETS / "ultralytics" / "assets" / "zidane.jpg").read_bytes())
     crop = photo[:, 160:1120]  # 960x720 → 640x480
     small = crop[(np.arange(480) * 1.5).astype(int)][:, (np.arange(640) * 1.5).astype(int)]
+
     def enc(a: np.ndarray) -> bytes:
         return bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(a), quality=85, colorsubsampling="420"))
 
@@ -47,9 +50,15 @@ def benchmark_app(model: Path, device: str, hint: str, seconds: int) -> dict[str
 
 
 def make_config(device: str, hint: str, cache: str) -> Config:
-    return load_config(None, environ={}, overrides={("engine", "device"): device,
-                                                    ("engine", "performance_hint"): hint,
-                                                    ("engine", "cache_dir"): cache}).config
+    return load_config(
+        None,
+        environ={},
+        overrides={
+            ("engine", "device"): device,
+            ("engine", "performance_hint"): hint,
+            ("engine", "cache_dir"): cache,
+        },
+    ).config
 
 
 async def engine_run(cfg: Config, frame: bytes, seconds: float, callers: int | None) -> dict[str, float]:
@@ -73,8 +82,13 @@ async def engine_run(cfg: Config, frame: bytes, seconds: float, callers: int | N
     elapsed = time.perf_counter() - t0
     nireq = engine.num_requests
     await engine.async_stop()
-    return {"fps": len(latencies) / elapsed, "p50": float(np.percentile(latencies, 50)),
-            "p99": float(np.percentile(latencies, 99)), "nireq": nireq, "callers": n}
+    return {
+        "fps": len(latencies) / elapsed,
+        "p50": float(np.percentile(latencies, 50)),
+        "p99": float(np.percentile(latencies, 99)),
+        "nireq": nireq,
+        "callers": n,
+    }
 
 
 async def start_time(cfg: Config) -> float:
@@ -104,15 +118,19 @@ def main() -> None:
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds} ...", flush=True)
             runs.setdefault("benchmark_app THROUGHPUT", []).append(
-                benchmark_app(model, args.device, "throughput", args.seconds))
+                benchmark_app(model, args.device, "throughput", args.seconds)
+            )
             for size, frame in shots.items():
                 runs.setdefault(f"engine THROUGHPUT {size}", []).append(
-                    asyncio.run(engine_run(tput_cfg, frame, args.seconds, None)))
+                    asyncio.run(engine_run(tput_cfg, frame, args.seconds, None))
+                )
             runs.setdefault("benchmark_app LATENCY", []).append(
-                benchmark_app(model, args.device, "latency", args.seconds))
+                benchmark_app(model, args.device, "latency", args.seconds)
+            )
             for size, frame in shots.items():
                 runs.setdefault(f"engine LATENCY {size} (1 caller)", []).append(
-                    asyncio.run(engine_run(lat_cfg, frame, args.seconds, 1)))
+                    asyncio.run(engine_run(lat_cfg, frame, args.seconds, 1))
+                )
     with tempfile.TemporaryDirectory() as fresh:
         cold = asyncio.run(start_time(make_config(args.device, "THROUGHPUT", fresh)))
         warm = asyncio.run(start_time(make_config(args.device, "THROUGHPUT", fresh)))
@@ -124,8 +142,10 @@ def main() -> None:
     e_fps = med["engine THROUGHPUT 640x480"]["fps"]
     e_p50 = med["engine LATENCY 640x480 (1 caller)"]["p50"]
     print(f"\nthroughput ratio (640x480): {e_fps / ba_fps:.3f}  (target >= 0.93)")
-    print(f"p50 latency (640x480, 1 caller): {e_p50:.1f} ms vs limit 1.1 x {ba_p50:.1f} + 2 = "
-          f"{1.1 * ba_p50 + 2:.1f} ms  (ratio {e_p50 / ba_p50:.3f})")
+    print(
+        f"p50 latency (640x480, 1 caller): {e_p50:.1f} ms vs limit 1.1 x {ba_p50:.1f} + 2 = "
+        f"{1.1 * ba_p50 + 2:.1f} ms  (ratio {e_p50 / ba_p50:.3f})"
+    )
     print(f"start: cold {cold:.2f} s, warm (model cache) {warm:.2f} s")
 
 

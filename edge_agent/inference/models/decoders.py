@@ -45,7 +45,7 @@ class DarknetYoloDecoder:
     def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
         threshold = _logit(conf)  # objectness bounds the score; comparing logits skips a sigmoid
         logits, cells = [], []
-        for head, (out, anchors) in enumerate(zip(outputs, self.anchors)):
+        for head, (out, anchors) in enumerate(zip(outputs, self.anchors, strict=False)):
             _, ch, gh, gw = out.shape
             grid = out.reshape(len(anchors), ch // len(anchors), gh * gw)
             a_idx, g_idx = np.nonzero(grid[:, 4] > threshold)
@@ -54,7 +54,9 @@ class DarknetYoloDecoder:
                 cells.append(self._cell_table(head, out.shape)[a_idx * gh * gw + g_idx])
         if not logits:
             return _empty()
-        logit, cell = (logits[0], cells[0]) if len(logits) == 1 else (np.concatenate(logits), np.concatenate(cells))
+        logit, cell = (
+            (logits[0], cells[0]) if len(logits) == 1 else (np.concatenate(logits), np.concatenate(cells))
+        )
         # sigmoid is monotonic: the best class of the logits is the best class of the probabilities.
         scores = _sigmoid(logit[:, 5:].max(1)) * _sigmoid(logit[:, 4])
         keep = np.flatnonzero(scores > conf)
@@ -116,7 +118,11 @@ class SsdDecoder:
             det = outputs[0].reshape(-1, 7)
             det = det[(det[:, 0] >= 0) & (det[:, 2] > conf)]
             boxes = det[:, 3:7] * np.array([in_w, in_h, in_w, in_h], np.float32)
-            return boxes.astype(np.float32), det[:, 2].astype(np.float32), det[:, 1].astype(np.int64) - self.label_offset
+            return (
+                boxes.astype(np.float32),
+                det[:, 2].astype(np.float32),
+                det[:, 1].astype(np.int64) - self.label_offset,
+            )
         b_i, s_i, c_i, n_i = self.output_order
         n = int(outputs[n_i].reshape(-1)[0])
         scores = outputs[s_i].reshape(-1)[:n]
@@ -135,7 +141,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float
     # Shifting each class into its own coordinate region makes one pass class-aware.
     b = boxes[order] + (class_ids[order] * (float(np.abs(boxes).max()) + 1.0))[:, None]
     size = (b[:, 2:] - b[:, :2]).clip(0)
-    inter = (np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])).clip(0).prod(2)
+    inter = (
+        (np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2]))
+        .clip(0)
+        .prod(2)
+    )
     area = size.prod(1)
     overlaps = inter > iou * np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
     suppressed = np.zeros(order.size, bool)

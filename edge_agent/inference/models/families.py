@@ -164,7 +164,9 @@ class SsdFamily(Family):
             return SsdDecoder(input_size=input_size, layout="detection_output", label_offset=0)
         order = []
         for name in _TF_OUTPUTS:
-            idx = next((i for i, o in enumerate(model.outputs) if any(name in n for n in o.get_names())), None)
+            idx = next(
+                (i for i, o in enumerate(model.outputs) if any(name in n for n in o.get_names())), None
+            )
             if idx is None:
                 raise ModelError(f"TF detection model lacks output '{name}'")
             order.append(idx)

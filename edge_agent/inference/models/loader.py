@@ -58,13 +58,24 @@ def _input_layout(model: ov.Model) -> tuple[str, tuple[int, int]]:
     else:
         raise ModelError(f"image input must have 3 channels (NCHW or NHWC), got {shape}")
     if h.is_dynamic or w.is_dynamic:
-        model.reshape({model.input(0).get_any_name(): [1, *SSD_TF_INPUT, 3] if layout == "NHWC" else [1, 3, *SSD_TF_INPUT]})
+        model.reshape(
+            {
+                model.input(0).get_any_name(): [1, *SSD_TF_INPUT, 3]
+                if layout == "NHWC"
+                else [1, 3, *SSD_TF_INPUT]
+            }
+        )
         return layout, SSD_TF_INPUT
     return layout, (w.get_length(), h.get_length())
 
 
-def load_model(core: ov.Core, path_setting: str, family_setting: str = "auto",
-               labels_override: list[str] | None = None, name: str | None = None) -> LoadedModel:
+def load_model(
+    core: ov.Core,
+    path_setting: str,
+    family_setting: str = "auto",
+    labels_override: list[str] | None = None,
+    name: str | None = None,
+) -> LoadedModel:
     """Read and validate a detector; raises ModelError with the reason when it cannot be served."""
     path = resolve_model_path(path_setting)
     try:
@@ -81,9 +92,17 @@ def load_model(core: ov.Core, path_setting: str, family_setting: str = "auto",
     family.check([tuple(o.get_partial_shape().get_min_shape()) for o in model.outputs], len(labels))
     decoder = family.decoder(model, meta, input_size)
     u8_graph = model.input(0).get_element_type() == ov.Type.u8
-    info = ModelInfo(name=name or meta.get("source") or path.stem, path=str(path), family=family.type_key,
-                     input_size=input_size, labels=tuple(labels), sha256=file_sha256(path))
-    return LoadedModel(model=model, info=info, decoder=decoder, input_layout=layout, scale=1.0 if u8_graph else 255.0)
+    info = ModelInfo(
+        name=name or meta.get("source") or path.stem,
+        path=str(path),
+        family=family.type_key,
+        input_size=input_size,
+        labels=tuple(labels),
+        sha256=file_sha256(path),
+    )
+    return LoadedModel(
+        model=model, info=info, decoder=decoder, input_layout=layout, scale=1.0 if u8_graph else 255.0
+    )
 
 
 def file_sha256(path: Path) -> str:

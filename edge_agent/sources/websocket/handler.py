@@ -46,7 +46,9 @@ async def _admit(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -
     if registry.closing:
         await _refuse(ws, app, WSCloseCode.GOING_AWAY, "server shutting down", "shutdown")
         return None
-    registry.max_sessions = app[OBSERVABILITY].stats.max_sessions = cfg.streaming.max_sessions  # follows a reload
+    registry.max_sessions = app[OBSERVABILITY].stats.max_sessions = (
+        cfg.streaming.max_sessions
+    )  # follows a reload
     if len(registry) >= registry.max_sessions:
         reason = f"server busy: {len(registry)} sessions open, the maximum; try again later"
         await _refuse(ws, app, TRY_AGAIN_LATER, reason, "max_sessions")
@@ -158,7 +160,9 @@ async def _on_text(session: WebSocketSource, text: str, cfg: Config) -> None:
         elif isinstance(msg, ConfigMsg):
             await session.async_control(session.apply(msg))
         elif isinstance(msg, PingMsg):
-            await session.async_control({"type": "pong", "timestamp": msg.timestamp, "server_time": time.time()})
+            await session.async_control(
+                {"type": "pong", "timestamp": msg.timestamp, "server_time": time.time()}
+            )
     except BadBase64 as exc:
         session.answer(exc.frame_id, exc)  # a frame after all: numbered and answered in order
     except BadMessage as exc:
