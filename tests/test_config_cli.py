@@ -123,7 +123,7 @@ def test_cli_config_show_lists_sources(tmp_path: Path) -> None:
 
 
 def test_cli_detect_person_with_dog(default_model: Path, photos: dict[str, bytes], tmp_path: Path) -> None:
-    from tests.test_engine import FIELD_DOG, FIELD_PERSON, iou
+    from tests.inference.test_engine import FIELD_DOG, FIELD_PERSON, iou
 
     image = tmp_path / "person.jpg"
     image.write_bytes(photos["person_dog"])

@@ -1,19 +1,16 @@
-"""Pure streaming logic against a tiny async fake of detect: scheduler, rate limit, adaptive FPS, hub, stats."""
+"""Pure source logic against a tiny fake engine: scheduler, rate limit, adaptive FPS, protocol parsing."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import Hashable
 
 import pytest
 
 from edge_agent.errors import EdgeAgentError, InferenceError, NotJpeg
-from edge_agent.events import EventHub, FpsEvent, HazardEvent, SourceEvent
 from edge_agent.inference.contract import DetectParams, Dropped, JpegFrame, Outcome, Result, Timings
-from edge_agent.observability.stats import LiveStats
 from edge_agent.sources.fps import AdaptiveFps, RateLimiter
 from edge_agent.sources.replies import BadMessage
 from edge_agent.sources.scheduler import Job, Scheduler
@@ -222,72 +219,6 @@ def test_adaptive_fps_client_limit_is_ceiling() -> None:
     ctrl.set_bounds(2, 2, 2)  # a client may ask for less than min_fps
     _run(ctrl, lambda fps: 900.0, 10)
     assert ctrl.limit == 2
-
-
-async def test_hub_ring_resume_and_all_stream() -> None:
-    hub = EventHub(buffer_size=3, queue_size=10)
-    for i in range(5):
-        hub.publish(FpsEvent("a", float(i), "test"))
-        hub.publish(FpsEvent("b", float(i), "test"))
-    sub, backlog = hub.subscribe("a", last_id=5)
-    # a's ring holds its last 3 events: ids 5, 7, 9; only those after 5 come back.
-    assert [e.id for e in backlog] == [7, 9]
-    assert hub.oldest_id("a") == 5
-    sub_all, backlog_all = hub.subscribe(None, last_id=6)
-    assert [e.id for e in backlog_all] == [7, 8, 9, 10]
-    fresh, none = hub.subscribe("a", None)
-    assert none == []
-    hub.publish(HazardEvent("a", "person", "started", 1, "2 frames"))
-    assert sub.take() is not None and sub_all.take() is not None and fresh.take() is not None
-    assert sub.take() is None
-
-
-async def test_hub_slow_subscriber_is_bounded() -> None:
-    hub = EventHub(buffer_size=8, queue_size=4)
-    sub, _ = hub.subscribe("a", None)
-    for i in range(1000):
-        hub.publish(FpsEvent("a", float(i), "test"))
-    assert sub.pending == 4 and sub.dropped == 996
-    got = [await sub.get(0.1) for _ in range(4)]
-    assert [json.loads(e.payload.data)["fps_limit"] for e in got if e] == [996, 997, 998, 999]
-    with pytest.raises(TimeoutError):
-        await sub.get(0.01)
-    hub.close()
-    assert await sub.get(1) is None
-    late, _ = hub.subscribe("b", None)
-    assert await late.get(1) is None
-
-
-def test_hub_forgets_old_clients_nobody_follows() -> None:
-    hub = EventHub(buffer_size=2, queue_size=2, max_clients=3)
-    hub.subscribe("kept", None)
-    for i in range(10):
-        hub.publish(SourceEvent(f"c{i}", "connected", "s"))
-    assert hub.oldest_id("kept") is None
-    assert hub.oldest_id("c0") is None and hub.oldest_id("c9") is not None
-
-
-def test_live_stats_window() -> None:
-    stats = LiveStats(max_sessions=4, window_s=10)
-    for i in range(20):
-        stats.record_result(Timings(total=float(i + 1), inference=float(i)), now=100.0 + i * 0.1)
-    for _ in range(5):
-        stats.record_drop(now=102.0)
-    assert stats.drop_ratio(now=102.0) == pytest.approx(5 / 25)
-    assert stats.latency_ms(50, now=102.0) == pytest.approx(10.0, abs=1)
-    assert stats.total_fps(now=102.0) == pytest.approx(20 / 2.0)
-    assert stats.drop_ratio(now=200.0) == 0.0 and stats.latency_ms(50, now=200.0) is None
-    report = stats.stage_report(now=102.0)
-    assert report["bottlenecks"]["inference"] == 19  # the first frame has inference 0
-    snap = stats.snapshot()
-    assert set(snap) == {
-        "active_sessions",
-        "max_sessions",
-        "total_fps",
-        "drop_ratio",
-        "latency_p50_ms",
-        "latency_p95_ms",
-    }
 
 
 @pytest.mark.parametrize(

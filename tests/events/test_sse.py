@@ -7,8 +7,7 @@ from typing import Any
 
 from edge_agent.events import EVENTS, FpsEvent
 from edge_agent.sources.registry import SOURCES
-
-from .test_stream_support import Serve, SseReader, eventually, next_json, ov_cache, serve
+from tests.support.streams import Serve, SseReader, eventually, next_json, ov_cache, serve
 
 __all__ = ["ov_cache", "serve"]
 FAST = {"streaming__max_fps": 240.0, "streaming__default_fps": 240.0}

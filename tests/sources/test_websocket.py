@@ -18,8 +18,7 @@ from edge_agent.app import create_app
 from edge_agent.config import Config
 from edge_agent.observability import OBSERVABILITY
 from edge_agent.sources.registry import SOURCES
-
-from .test_stream_support import (
+from tests.support.streams import (
     Serve,
     SseReader,
     eventually,

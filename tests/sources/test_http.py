@@ -6,8 +6,7 @@ import asyncio
 
 from edge_agent import __version__
 from edge_agent.observability import OBSERVABILITY
-
-from .test_stream_support import Serve, next_json, ov_cache, serve, with_dimensions
+from tests.support.streams import Serve, next_json, ov_cache, serve, with_dimensions
 
 __all__ = ["ov_cache", "serve"]
 JPEG = {"Content-Type": "image/jpeg"}

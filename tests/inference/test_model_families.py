@@ -15,7 +15,7 @@ from edge_agent.inference.engine import Engine
 from edge_agent.inference.models.darknet import import_darknet
 from edge_agent.tools.model import default_source_files, inspect
 from tests.conftest import package_dir
-from tests.test_engine import BUS_COAT_MAN, BUS_RIGHT_EDGE, BUS_SUNGLASSES_MAN, iou
+from tests.inference.test_engine import BUS_COAT_MAN, BUS_RIGHT_EDGE, BUS_SUNGLASSES_MAN, iou
 
 BUS_PEOPLE = (BUS_COAT_MAN, BUS_SUNGLASSES_MAN, BUS_RIGHT_EDGE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_notify_harness import AgentProcess, NotifySocket, agent_cache, write_config
+from tests.support.agent import AgentProcess, NotifySocket, agent_cache, write_config
 
 __all__ = ["agent_cache"]
 

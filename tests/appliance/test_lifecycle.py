@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.appliance.reload import cli_overrides, needs_new_engine
 from edge_agent.config import load_config
-from tests.test_notify_harness import AgentProcess, NotifySocket, agent_cache, write_config
+from tests.support.agent import AgentProcess, NotifySocket, agent_cache, write_config
 
 __all__ = ["agent_cache"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.appliance.notify import Notifier, ascii_status, watchdog_period
 from edge_agent.appliance.state import ports_from_banner
-from tests.test_notify_harness import NotifySocket
+from tests.support.agent import NotifySocket
 
 
 @pytest.fixture(params=["path", "abstract"])

@@ -13,8 +13,7 @@ import aiohttp
 from edge_agent.inference.contract import DetectParams, Frame, Result
 from edge_agent.inference.engine import Engine
 from edge_agent.runtime import AGENT
-
-from .test_stream_support import Serve, SseReader, next_json, ov_cache, serve
+from tests.support.streams import Serve, SseReader, next_json, ov_cache, serve
 
 __all__ = ["ov_cache", "serve"]
 # No rate limit and no adaptation: these tests are about backpressure and fairness.
