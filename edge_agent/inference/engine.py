@@ -165,11 +165,24 @@ class Engine:
             self._executor.submit(self._prepare, slot, job)
 
     def _prepare(self, slot: Slot, job: Job) -> None:
-        """Worker thread: decode, letterbox and start; any failure reaches the caller, never vanishes."""
-        assert self._loop is not None
-        error: EdgeAgentError
+        """Worker thread: decode (or copy pixels) and letterbox into the request's tensor, then start it.
+
+        Any failure reaches the caller through the loop; none vanishes in the thread.
+        """
+        assert self._loop is not None and job.frame is not None
+        frame, error = job.frame, None
         try:
-            slot.prepare(job)
+            job.t_decode = time.perf_counter()
+            in_h, in_w = slot.image.shape[1:3]
+            if isinstance(frame, JpegFrame):
+                decoded = slot.buffers.decode_into(frame.data, frame.width, frame.height, in_w, in_h)
+            else:
+                decoded = slot.buffers.load_pixels(frame.pixels)
+            job.t_pre = time.perf_counter()
+            scale, job.dx, job.dy = slot.buffers.letterbox_into(decoded, slot.image)
+            job.scale = scale * decoded.shape[1] / frame.width
+            job.t_start = time.perf_counter()
+            slot.request.start_async()
             return
         except EdgeAgentError as exc:  # a bad frame
             error = exc
@@ -183,14 +196,33 @@ class Engine:
     def _on_done(self, slot: Slot) -> None:
         # Runs on an OpenVINO thread: post-process here (off the loop, no extra thread hop), then hand the
         # result to the loop with call_soon_threadsafe; asyncio objects are only touched on the loop.
-        job, loop = slot.job, self._loop
-        if job is None or loop is None or self._stalled:
+        job, loop, loaded = slot.job, self._loop, self._loaded
+        if job is None or loop is None or loaded is None or self._stalled:
             return
         job.t_done = time.perf_counter()
         value: list[Detection] | None = None
         error: EdgeAgentError | None = None
         try:
-            value = self._finish(slot, job)  # reading the outputs raises if the request ended in error
+            # Reading the outputs raises if the request ended in error.
+            outputs = [slot.request.get_output_tensor(i).data for i in range(self._num_outputs)]
+            frame, det, params = job.frame, self._cfg.detection, job.params
+            value = (
+                []
+                if frame is None
+                else to_detections(
+                    loaded.decoder(
+                        outputs, det.confidence if params.confidence is None else params.confidence
+                    ),
+                    loaded.info.labels,
+                    job.scale,
+                    job.dx,
+                    job.dy,
+                    (frame.width, frame.height),
+                    det.iou if params.iou is None else params.iou,
+                    det.max_detections,
+                    params.classes,
+                )
+            )
         except RuntimeError as exc:
             error = InferenceError(f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
         except Exception as exc:  # a decoder bug must reach the caller, not vanish in a C++ thread
@@ -198,24 +230,6 @@ class Engine:
             error = InferenceError(f"post-processing failed: {type(exc).__name__}: {exc}")
         job.t_post = time.perf_counter()
         loop.call_soon_threadsafe(self._complete, slot, job, value, error)
-
-    def _finish(self, slot: Slot, job: Job) -> list[Detection]:
-        assert self._loaded is not None
-        outputs = [slot.request.get_output_tensor(i).data for i in range(self._num_outputs)]
-        if job.frame is None:
-            return []
-        det, params = self._cfg.detection, job.params
-        return to_detections(
-            self._loaded.decoder(outputs, det.confidence if params.confidence is None else params.confidence),
-            self._loaded.info.labels,
-            job.scale,
-            job.dx,
-            job.dy,
-            (job.frame.width, job.frame.height),
-            det.iou if params.iou is None else params.iou,
-            det.max_detections,
-            params.classes,
-        )
 
     def _complete(
         self, slot: Slot, job: Job, value: list[Detection] | None, error: EdgeAgentError | None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from .contract import DetectParams, Frame, JpegFrame
+from .contract import DetectParams, Frame
 from .frames import FrameBuffers
 
 INITIAL_DECODE_PIXELS = 1280 * 720
@@ -50,19 +50,3 @@ class Slot:
         image = np.zeros(tuple(compiled.input(0).get_shape()), np.uint8)
         request.set_input_tensor(ov.Tensor(image, shared_memory=True))
         return cls(request, image, FrameBuffers(INITIAL_DECODE_PIXELS))
-
-    def prepare(self, job: Job) -> None:
-        """Worker thread: decode (or copy pixels) and letterbox into the input tensor, then start inference."""
-        frame = job.frame
-        assert frame is not None
-        job.t_decode = time.perf_counter()
-        in_h, in_w = self.image.shape[1:3]
-        if isinstance(frame, JpegFrame):
-            decoded = self.buffers.decode_into(frame.data, frame.width, frame.height, in_w, in_h)
-        else:
-            decoded = self.buffers.load_pixels(frame.pixels)
-        job.t_pre = time.perf_counter()
-        scale, job.dx, job.dy = self.buffers.letterbox_into(decoded, self.image)
-        job.scale = scale * decoded.shape[1] / frame.width
-        job.t_start = time.perf_counter()
-        self.request.start_async()

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import EdgeAgentError, InferenceError
 from ..inference.contract import DetectParams, Dropped, Frame, Result
@@ -78,14 +79,6 @@ class Scheduler:
         for job in queue:
             job.drop("closed")
 
-    def _next_owner(self) -> Hashable:
-        # Round-robin, except that an owner with fewer frames in flight goes first: a client that
-        # sends one frame at a time never waits behind a flooder that already holds a request.
-        best = min(range(len(self._ring)), key=lambda i: self._in_flight.get(self._ring[i], 0))
-        owner = self._ring[best]
-        del self._ring[best]
-        return owner
-
     def _pump(self) -> None:
         try:
             engine = self._engine()
@@ -93,29 +86,30 @@ class Scheduler:
         except EdgeAgentError:
             return  # no engine yet: frames wait
         while len(self._running) < capacity and self._ring:
-            owner = self._next_owner()
+            # Round-robin, except that an owner with fewer frames in flight goes first: a client that
+            # sends one frame at a time never waits behind a flooder that already holds a request.
+            best = min(range(len(self._ring)), key=lambda i: self._in_flight.get(self._ring[i], 0))
+            owner = self._ring[best]
+            del self._ring[best]
             queue = self._waiting[owner]
             job = queue.popleft()
             if queue:
                 self._ring.append(owner)
             else:
                 del self._waiting[owner]
-            self._dispatch(engine, job)
-
-    def _dispatch(self, engine: Engine, job: Job) -> None:
-        try:
-            engine.submit(job.frame, job.params, job.arrived, job.outcome)
-        except EdgeAgentError as exc:
-            job.outcome.set_exception(exc)
-            return
-        except Exception as exc:  # an engine bug must not kill the source: answer and log it
-            log.exception("submit failed unexpectedly")
-            job.outcome.set_exception(InferenceError(f"unexpected {type(exc).__name__}: {exc}"))
-            return
-        self._in_flight[job.owner] = self._in_flight.get(job.owner, 0) + 1
-        self._running.add(job.outcome)
-        self._drained.clear()
-        job.outcome.add_done_callback(lambda fut: self._finished(job.owner, fut))
+            try:
+                engine.submit(job.frame, job.params, job.arrived, job.outcome)
+            except EdgeAgentError as exc:
+                job.outcome.set_exception(exc)
+                continue
+            except Exception as exc:  # an engine bug must not kill the source: answer and log it
+                log.exception("submit failed unexpectedly")
+                job.outcome.set_exception(InferenceError(f"unexpected {type(exc).__name__}: {exc}"))
+                continue
+            self._in_flight[owner] = self._in_flight.get(owner, 0) + 1
+            self._running.add(job.outcome)
+            self._drained.clear()
+            job.outcome.add_done_callback(partial(self._finished, owner))
 
     def _finished(self, owner: Hashable, fut: asyncio.Future[Result | Dropped]) -> None:
         if not fut.cancelled():
