@@ -42,7 +42,10 @@ def profiler(calls: Calls, thread: str) -> Callable[[FrameType, str, Any], None]
 
 async def main(photo: Path) -> None:
     """Serve, warm up, trace one frame, print the functions per thread."""
-    overrides = {("mdns", "enabled"): False, ("systemd", "watchdog_probe_interval"): 3600.0}
+    overrides: dict[tuple[str, ...], Any] = {
+        ("mdns", "enabled"): False,
+        ("systemd", "watchdog_probe_interval"): 3600.0,
+    }
     app = create_app(load_config(None, environ={}, overrides=overrides))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
