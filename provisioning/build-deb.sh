@@ -63,7 +63,10 @@ build_venv() {
 # check_shlibs: every library the venv needs from outside itself must come from a Depends package.
 check_shlibs() {
     local stage=$1 src=$2 lib pkg missing=0 depends
-    depends=$(sed -n '/^depends:/,/^[a-z]/s/^  - \([a-z0-9.+-]*\).*/\1/p' "$src/provisioning/nfpm.yaml")
+    # Depends and Recommends: a recommended library (libOpenCL for the GPU plugin) may resolve when installed.
+    depends=$(for section in depends recommends; do
+        sed -n "/^$section:/,/^[a-z]/s/^  - \\([a-z0-9.+-]*\\).*/\\1/p" "$src/provisioning/nfpm.yaml"
+    done)
     declare -A allowed=()
     # What a listed package depends on is there too (e.g. python3.11 -> libexpat1, libssl3).
     # shellcheck disable=SC2086 # one word per package
