@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .appliance import attach_engine, setup_appliance
+from .appliance import attach_engine, engine_stop_budget, setup_appliance
 from .config import LoadedConfig
 from .events import setup_events
 from .inference.engine import Engine
@@ -25,7 +25,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.async_start()
     agent.engine_or_none = engine
     yield
-    await agent.engine.async_stop()
+    await agent.engine.async_stop(engine_stop_budget(app))
 
 
 def create_app(loaded: LoadedConfig) -> web.Application:

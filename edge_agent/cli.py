@@ -30,12 +30,11 @@ def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], Any] | None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Load, warm up and serve until SIGTERM/SIGINT."""
-    from aiohttp import web
-
+    """Load, bind the port, warm up and serve until SIGTERM/SIGINT."""
     from .allocator import keep_reads_on_heap
     from .app import create_app
-    from .appliance import make_ready_printer
+    from .appliance import async_serve, bind_sockets, make_ready_printer
+    from .appliance.logs import quiet_peer_noise
 
     overrides: dict[tuple[str, ...], Any] = {}
     if args.host:
@@ -45,17 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args, overrides)
     cfg = loaded.config
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_peer_noise()
+    # Before the model compiles: a busy port or a foreign address is one line, not a traceback a minute later.
+    socks = bind_sockets(cfg.server.host, cfg.server.port)
     keep_reads_on_heap()
     app = create_app(loaded)
-    web.run_app(
-        app,
-        host=cfg.server.host,
-        port=cfg.server.port,
-        print=make_ready_printer(app),
-        shutdown_timeout=cfg.server.shutdown_timeout,
-        access_log=None,
-        handle_signals=True,
-    )
+    asyncio.run(async_serve(app, socks, cfg.server.shutdown_timeout, make_ready_printer(app)))
     return 0
 
 
@@ -136,6 +130,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(render_default_toml(), end="")
         return 0
     loaded = _load(args)
+    for line in loaded.warnings:
+        print(f"config warning: {line}", file=sys.stderr)
     if args.config_cmd == "check":
         print(f"config OK ({loaded.path or 'built-in defaults'})")
         return 0
@@ -209,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeAgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
 
 

@@ -17,6 +17,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 DEVICE_PATTERN = re.compile(r"((AUTO|MULTI|HETERO|BATCH):)?(CPU|GPU|NPU)(\.\d+)?(,(CPU|GPU|NPU)(\.\d+)?)*")
 
 
+# A deeper per-session queue only adds latency: the latest frame wins, older waiting frames are dropped.
+MAX_QUEUE_SIZE = 8
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -62,7 +66,8 @@ class EngineConfig(_Section):
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, value: str) -> str:
-        if value.upper() == "AUTO":  # as the seed's OPENVINO_DEVICE=AUTO: our selection, with its reason
+        value = value.strip().upper()  # device names are case-insensitive (OPENVINO_DEVICE=gpu)
+        if value == "AUTO":  # as the seed's OPENVINO_DEVICE=AUTO: our selection, with its reason
             return "auto"
         if value != "auto" and not DEVICE_PATTERN.fullmatch(value):
             raise ValueError(
@@ -73,6 +78,14 @@ class EngineConfig(_Section):
     performance_hint: Literal["auto", "LATENCY", "THROUGHPUT"] = Field(
         "auto", description="OpenVINO performance hint; 'auto' picks LATENCY up to 4 cores, THROUGHPUT above."
     )
+
+    @field_validator("performance_hint", mode="before")
+    @classmethod
+    def _hint_case(cls, value: object) -> object:
+        if isinstance(value, str):
+            return "auto" if value.strip().lower() == "auto" else value.strip().upper()
+        return value
+
     async_inference: bool = Field(
         True, description="Use several infer requests in flight (False = exactly one)."
     )
@@ -85,9 +98,20 @@ class EngineConfig(_Section):
     cpu_threads: int = Field(
         0, ge=0, le=1024, description="INFERENCE_NUM_THREADS for the CPU plugin; 0 = plugin default."
     )
-    cpu_pinning: bool | None = Field(
-        None, description="ENABLE_CPU_PINNING for the CPU plugin; None = plugin default."
+    cpu_pinning: bool | Literal["NUMA", "HYBRID_AWARE"] | None = Field(
+        None,
+        description="ENABLE_CPU_PINNING for the CPU plugin; None, NUMA or HYBRID_AWARE = the plugin's own "
+        "NUMA- and core-type-aware placement (OpenVINO's CPU_BIND_THREAD values).",
     )
+
+    @field_validator("cpu_pinning", mode="before")
+    @classmethod
+    def _pinning_words(cls, value: object) -> object:
+        if isinstance(value, str):  # CPU_BIND_THREAD=YES|NO|NUMA|HYBRID_AWARE (the seed guide's values)
+            word = value.strip().upper()
+            return {"YES": True, "NO": False}.get(word, word)
+        return value
+
     cache_enabled: bool = Field(
         True, description="Cache compiled models in cache_dir so warm starts are fast."
     )
@@ -116,7 +140,10 @@ class StreamingConfig(_Section):
     default_fps: float = Field(15.0, gt=0, le=240, description="Frame rate a new session starts with.")
     min_fps: float = Field(5.0, gt=0, le=240, description="Lowest frame rate adaptive control will go to.")
     queue_size: int = Field(
-        1, ge=1, le=8, description="Frames a session may have waiting; newer frames replace older."
+        1,
+        ge=1,
+        le=MAX_QUEUE_SIZE,
+        description="Frames a session may have waiting; newer frames replace older (larger values are clamped).",
     )
     session_timeout: float = Field(
         60.0, gt=0, description="Seconds without a message before a session is closed."
@@ -175,12 +202,13 @@ class MdnsConfig(_Section):
 
 class SystemdConfig(_Section):
     watchdog_probe_interval: float = Field(
-        5.0, gt=0, description="Seconds of idleness after which the watchdog runs a small probe inference."
+        2.0, gt=0, description="Seconds of idleness after which the watchdog runs a small probe inference."
     )
     max_inference_age: float = Field(
-        30.0,
+        5.0,
         gt=0,
-        description="Seconds since the last successful inference after which the watchdog stops pinging.",
+        description="Seconds without a completed inference after which the agent calls itself stalled: "
+        "watchdog restart (WATCHDOG=trigger), /readyz 503, and the longest a POST /v1/detect waits.",
     )
 
 
@@ -232,15 +260,14 @@ _NOT_CONFIG_ENV = {"EDGE_AGENT_CONFIG"}
 
 
 def _env_value(raw: str) -> Any:
-    """Environment strings: JSON-ish lists/bools/numbers are parsed by pydantic; lists need TOML syntax."""
+    """Environment strings go to pydantic as they are (lists in TOML syntax); only the enumerated keys'
+    validators fold case, so a token or a path keeps its own."""
     text = raw.strip()
     if text.startswith("["):
         try:
             return tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             return raw
-    if text.upper() in {"AUTO", "LATENCY", "THROUGHPUT", "CPU", "GPU", "NPU"}:
-        return text.upper() if text.upper() != "AUTO" else "auto"
     return raw
 
 
@@ -297,6 +324,7 @@ class LoadedConfig(BaseModel):
     config: Config
     sources: dict[str, str]
     path: Path | None
+    warnings: list[str] = []
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -308,6 +336,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([("--config", f"file not found: {path}")]) from None
     except PermissionError:
         raise ConfigError([("--config", f"permission denied: {path}")]) from None
+    except IsADirectoryError:
+        raise ConfigError([("--config", f"is a directory, not a file: {path}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([(str(path), f"not UTF-8 text (byte {exc.start}): {exc.reason}")]) from None
+    except OSError as exc:
+        raise ConfigError([("--config", f"cannot read {path}: {exc.strerror or exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([(str(path), f"invalid TOML: {exc}")]) from None
 
@@ -328,11 +362,31 @@ def load_config(
     for key_path, value in (overrides or {}).items():
         _set_path(data, key_path, value)
         origin[".".join(key_path)] = "command line"
+    warnings = _clamp_queue(data, origin)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
-    return LoadedConfig(config=config, sources=origin, path=path)
+    return LoadedConfig(config=config, sources=origin, path=path, warnings=warnings)
+
+
+def _clamp_queue(data: dict[str, Any], origin: Mapping[str, str]) -> list[str]:
+    """The seed guide recommends STREAMING_QUEUE_SIZE=25: accept it, at the depth that still means something."""
+    section = data.get("streaming")
+    raw = section.get("queue_size") if isinstance(section, dict) else None
+    try:
+        wanted = int(raw) if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
+    except ValueError:
+        return []  # pydantic reports it
+    if wanted is None or wanted <= MAX_QUEUE_SIZE:
+        return []
+    assert isinstance(section, dict)
+    section["queue_size"] = MAX_QUEUE_SIZE
+    src = origin.get("streaming.queue_size", "config")
+    return [
+        f"streaming.queue_size = {wanted} ({src}) clamped to {MAX_QUEUE_SIZE}: frames are latest-wins, a "
+        "newer frame replaces the oldest waiting one, so a deeper queue would only add latency"
+    ]
 
 
 def effective_values(loaded: LoadedConfig) -> list[tuple[str, Any, str]]:

@@ -75,3 +75,15 @@ class DimensionsTooLarge(FrameError):
     """The JPEG header declares dimensions above the configured limit."""
 
     code = "dimensions_too_large"
+
+
+class InferenceTimeout(EdgeAgentError):
+    """No result within the time an inference may take (systemd.max_inference_age): the engine looks stalled."""
+
+    code = "inference_timeout"
+
+
+class ListenError(EdgeAgentError):
+    """The HTTP port cannot be bound (busy, or an address this host does not have)."""
+
+    code = "listen"

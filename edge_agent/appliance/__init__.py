@@ -13,13 +13,17 @@ from .notify import Notifier
 from .reload import reload_ctx
 from .runtime import APPLIANCE, Appliance
 from .scrape import add_metrics_routes, metrics_ctx
+from .serve import async_serve, bind_sockets, drain_middleware, engine_stop_budget
 from .state import Lifecycle
 from .watchdog import watchdog_ctx
 
 __all__ = [
     "APPLIANCE",
     "Appliance",
+    "async_serve",
     "attach_engine",
+    "bind_sockets",
+    "engine_stop_budget",
     "make_ready_printer",
     "mark_listening",
     "setup_appliance",
@@ -39,6 +43,7 @@ def setup_appliance(app: web.Application) -> None:
     app.cleanup_ctx.insert(0, notify_ctx)
     app.cleanup_ctx.extend([metrics_ctx, monitor_ctx, watchdog_ctx, mdns_ctx, reload_ctx])
     app.on_shutdown.insert(0, on_shutdown)
+    app.middlewares.append(drain_middleware)
     add_health_routes(app)
     add_metrics_routes(app)
     add_info_routes(app)

@@ -204,6 +204,7 @@ def health_document(app: web.Application) -> dict[str, Any]:
     }
     life = app[APPLIANCE].lifecycle
     notes = [f"last reload failed: {life.last_reload_error}"] if life.last_reload_error else []
+    notes += life.config_warnings
     if life.stopping.is_set():
         notes.append("stopping")
     if notes:

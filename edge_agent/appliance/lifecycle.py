@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..runtime import AGENT
+from .checks import report_config
 from .runtime import APPLIANCE
 from .state import ports_from_banner
 from .status import status_line
@@ -43,6 +44,7 @@ def mark_listening(app: web.Application, ports: list[int]) -> None:
     life = app[APPLIANCE].lifecycle
     life.ports = ports
     life.listening.set()
+    report_config(app)
     app[APPLIANCE].notifier.ready(status_line(app))
     log.info("READY=1 sent: %s", app[APPLIANCE].notifier.last_status)
 

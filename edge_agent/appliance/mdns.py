@@ -137,7 +137,9 @@ class Advertiser:
 
     def _wanted(self) -> tuple[bool, str, list[str]]:
         cfg = self._app[AGENT].config.mdns
-        return cfg.enabled, self._instance(), select_addresses(cfg.interfaces)
+        if not cfg.enabled:  # disabled means silent: no interface scan, nothing to report
+            return False, self._instance(), []
+        return True, self._instance(), select_addresses(cfg.interfaces)
 
     async def _refresh(self) -> None:
         """Register, re-announce or withdraw so the advertisement matches config, addresses, port and TXT."""

@@ -82,6 +82,10 @@ class Notifier:
         """Ping the systemd watchdog."""
         self._send("WATCHDOG=1")
 
+    def watchdog_trigger(self) -> None:
+        """Ask systemd to treat this as a watchdog failure now (systemd >= 251; older ones wait for the period)."""
+        self._send("WATCHDOG=trigger")
+
     def close(self) -> None:
         """Release the socket."""
         sock = self._notifier.socket

@@ -15,6 +15,7 @@ from ..config import Config, LoadedConfig, load_config
 from ..errors import ConfigError, EdgeAgentError
 from ..inference.engine import Engine
 from ..runtime import AGENT
+from .checks import report_config
 from .lifecycle import attach_engine
 from .runtime import APPLIANCE
 from .status import status_line
@@ -62,23 +63,39 @@ async def _start_engine(app: web.Application, config: Config) -> Engine | None:
 
 
 async def reload_config(app: web.Application) -> bool:
-    """Load, validate and apply the config file again; on any error keep the running config and engine."""
-    notifier, life = app[APPLIANCE].notifier, app[APPLIANCE].lifecycle
+    """Load, validate and apply the config file again; on any error keep the running config and engine.
+
+    Whatever goes wrong, the reload ends with READY=1 (systemctl reload waits for it) and a /healthz note."""
+    app[APPLIANCE].notifier.reloading()
+    log.info("SIGHUP: reloading configuration from %s", app[AGENT].loaded.path or "environment")
+    try:
+        error = await _apply(app)
+    except asyncio.CancelledError:
+        _finish(app, error="cancelled by shutdown")
+        raise
+    except Exception as exc:  # a reload bug must never leave systemd waiting or the service without config
+        log.error(
+            "reload failed unexpectedly, keeping the running configuration: %s: %s", type(exc).__name__, exc
+        )
+        error = f"{type(exc).__name__}: {exc}"
+    return _finish(app, error)
+
+
+async def _apply(app: web.Application) -> str | None:
+    """The reload itself; returns why it was rejected, or None once the new config is in force."""
     old = app[AGENT].loaded
-    notifier.reloading()
-    log.info("SIGHUP: reloading configuration from %s", old.path or "environment")
     try:
         new = await asyncio.to_thread(load_config, old.path, dict(os.environ), cli_overrides(old))
     except ConfigError as exc:
         log.error("reload rejected, keeping the running configuration: %s", exc)
-        return _finish(app, error=str(exc))
+        return str(exc)
     for section, key in RESTART_ONLY:
         if getattr(getattr(old.config, section), key) != getattr(getattr(new.config, section), key):
             log.warning("reload: %s.%s changed; it takes effect after a restart", section, key)
     if needs_new_engine(old.config, new.config):
         engine = await _start_engine(app, new.config)
         if engine is None:
-            return _finish(app, error="new engine failed to start")
+            return "new engine failed to start"
         retired = app[AGENT].engine
         app[AGENT].engine_or_none = engine
         app[AGENT].loaded = new
@@ -87,8 +104,9 @@ async def reload_config(app: web.Application) -> bool:
         await asyncio.shield(retired.async_stop())
     else:
         app[AGENT].loaded = new
-    life.reloads += 1
-    return _finish(app, error=None)
+    app[APPLIANCE].lifecycle.reloads += 1
+    report_config(app)
+    return None
 
 
 def _finish(app: web.Application, error: str | None) -> bool:
@@ -118,10 +136,7 @@ class Reloader:
     async def _run(self) -> None:
         while True:
             self._again = False
-            try:
-                await reload_config(self._app)
-            except Exception:  # a reload bug must never take the running service down
-                log.exception("reload failed unexpectedly; keeping the running configuration")
+            await reload_config(self._app)
             if not self._again or self._app[APPLIANCE].lifecycle.stopping.is_set():
                 return
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .. import __version__
@@ -33,7 +33,9 @@ class ApplianceCollector(Collector):
         )
         life = app[APPLIANCE].lifecycle
         yield GaugeMetricFamily("edge_agent_uptime_seconds", "Seconds since start.", value=life.uptime())
-        yield GaugeMetricFamily("edge_agent_config_reloads", "Successful SIGHUP reloads.", value=life.reloads)
+        yield CounterMetricFamily(
+            "edge_agent_config_reloads", "Successful SIGHUP reloads.", value=life.reloads
+        )
         engine = app[AGENT].engine_or_none
         if engine is None or engine.device is None:
             return
@@ -70,15 +72,24 @@ class ApplianceCollector(Collector):
                 "Seconds since an inference last completed.",
                 value=age,
             )
-        stats = app[OBSERVABILITY].stats
-        p50, p95 = stats.latency_ms(50), stats.latency_ms(95)
-        if p50 is not None and p95 is not None:
-            latency = GaugeMetricFamily(
-                "edge_agent_inference_latency_ms", "Recent total latency percentiles.", labels=["quantile"]
-            )
-            latency.add_metric(["0.5"], p50)
-            latency.add_metric(["0.95"], p95)
-            yield latency
+        yield _latency_summary(app)
+
+
+def _latency_summary(app: web.Application) -> Metric:
+    """Frame latency quantiles over the last 10 s (a summary: count and sum are since start)."""
+    obs = app[OBSERVABILITY]
+    summary = Metric(
+        "edge_agent_frame_latency_seconds",
+        "Frame latency, arrival to result; quantiles of the last 10 s.",
+        "summary",
+    )
+    for q in (50, 95):
+        value = obs.stats.latency_ms(q)
+        if value is not None:
+            summary.add_sample("edge_agent_frame_latency_seconds", {"quantile": str(q / 100)}, value / 1000)
+    summary.add_sample("edge_agent_frame_latency_seconds_count", {}, float(obs.metrics.frames.processed))
+    summary.add_sample("edge_agent_frame_latency_seconds_sum", {}, obs.metrics.frames.total_seconds)
+    return summary
 
 
 @dataclass

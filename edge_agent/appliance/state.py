@@ -20,6 +20,10 @@ class Lifecycle:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     reloads: int = 0
     last_reload_error: str | None = None
+    config_warnings: list[str] = field(default_factory=list)
+    stop_deadline: float | None = None  # loop time by which the process must have stopped
+    requests_in_flight: int = 0  # open non-probe requests and streams (the drain waits for them)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     def uptime(self) -> float:
         """Seconds since the application was built."""

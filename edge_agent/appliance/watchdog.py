@@ -1,4 +1,4 @@
-"""systemd watchdog: WATCHDOG=1 at half the period, only while the loop and inference are both alive."""
+"""systemd watchdog: WATCHDOG=1 while the loop and inference are both alive; WATCHDOG=trigger once stalled."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from .runtime import APPLIANCE
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+# The stall decision is checked this often, whatever WatchdogSec is, so systemd hears of it within a second.
+MAX_CHECK_INTERVAL_S = 1.0
 
 
 async def run_watchdog(app: web.Application, period: float) -> None:
-    """Ping every period/2; a late wake-up means the loop was blocked, a stale inference means stop pinging."""
-    interval = period / 2
+    """Check every second (at most period/2) and ping while healthy; once inference is stalled, ask systemd
+    to act now (WATCHDOG=trigger) instead of letting the period run out. A blocked loop pings nobody."""
+    interval = min(period / 2, MAX_CHECK_INTERVAL_S)
     notifier, monitor = app[APPLIANCE].notifier, app[APPLIANCE].monitor
     withheld = False
     next_at = time.monotonic() + interval
@@ -27,7 +30,7 @@ async def run_watchdog(app: web.Application, period: float) -> None:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         lag = time.monotonic() - next_at
         next_at = time.monotonic() + interval
-        if lag > interval:
+        if lag > period / 4:
             log.warning("watchdog: event loop was blocked for %.1fs", lag)
         if monitor.healthy():
             if withheld:
@@ -38,8 +41,9 @@ async def run_watchdog(app: web.Application, period: float) -> None:
             withheld = True
             age = monitor.age()
             reason = f"no inference completed for {age:.0f}s" if age is not None else "no engine"
-            log.error("watchdog: withholding pings (%s); systemd will restart the service", reason)
+            log.error("watchdog: %s; asking systemd to restart the service now (WATCHDOG=trigger)", reason)
             notifier.status(f"unhealthy: {reason}; watchdog pings stopped")
+            notifier.watchdog_trigger()
 
 
 async def watchdog_ctx(app: web.Application) -> AsyncIterator[None]:

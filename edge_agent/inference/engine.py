@@ -273,13 +273,17 @@ class Engine:
         if not self._stalled:  # a stalled request never finishes: do not wait for it
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
+        for slot in self._slots:  # whatever is still in flight now will not be answered
+            if slot.job is not None and not slot.job.future.done():
+                slot.job.future.set_exception(EngineNotRunning("engine stopped before this frame finished"))
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for slot in self._slots:
             # A completion callback may still be unwinding on an OpenVINO thread after it handed us the
             # result; wait() returns once it is done. Then break the request -> callback -> engine cycle,
             # which Python's GC cannot see through C++ (left alive, it aborts the interpreter at exit).
-            if not self._stalled:
+            # A request still busy after the timeout is hung: wait() would block the loop for good.
+            if not self._stalled and slot.job is None:
                 slot.request.wait()
                 slot.request.set_callback(_ignore, None)
         self._executor, self._slots = None, []

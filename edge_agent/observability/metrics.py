@@ -12,6 +12,10 @@ from prometheus_client.registry import Collector
 
 from ..inference.contract import STAGES, Timings
 
+# The parts of a frame's time; their sum is about "total", which has a histogram of its own so that summing
+# edge_agent_stage_seconds over `stage` never counts a frame twice.
+PARTS = tuple(s for s in STAGES if s != "total")
+
 # Milliseconds-scale stages of a ~10-500 ms pipeline, in seconds.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 DROP_REASONS = ("backpressure", "rate", "closed")
@@ -64,6 +68,11 @@ class FrameCounts(Collector):
         self._buckets = [[0] * (len(_BUCKETS) + 1) for _ in STAGES]  # last: above the largest bound
         self._sums = [0.0] * len(STAGES)
 
+    @property
+    def total_seconds(self) -> float:
+        """Sum of every processed frame's total time (arrival to result), in seconds."""
+        return self._sums[STAGES.index("total")]
+
     def observe(self, timings: Timings) -> None:
         """Count one processed frame and its stage times (milliseconds)."""
         self.processed += 1
@@ -87,9 +96,19 @@ class FrameCounts(Collector):
             dropped.add_metric([reason], count)
         yield dropped
         stages = HistogramMetricFamily(
-            "edge_agent_stage_seconds", "Per-stage processing time of a frame.", labels=["stage"]
+            "edge_agent_stage_seconds",
+            "Time a frame spent in each stage (the parts of its total).",
+            labels=["stage"],
+        )
+        frame = HistogramMetricFamily(
+            "edge_agent_frame_seconds", "Time from a frame's arrival to its result (all stages)."
         )
         bounds = (*(str(b) for b in _BUCKETS), "+Inf")
-        for stage, counts, total in zip(STAGES, self._buckets, self._sums, strict=False):
-            stages.add_metric([stage], list(zip(bounds, map(float, accumulate(counts)), strict=False)), total)
+        for stage, counts, total in zip(STAGES, self._buckets, self._sums, strict=True):
+            buckets = list(zip(bounds, map(float, accumulate(counts)), strict=True))
+            if stage in PARTS:
+                stages.add_metric([stage], buckets, total)
+            else:
+                frame.add_metric([], buckets, total)
         yield stages
+        yield frame

@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from ..access import access_problem, deny
-from ..errors import EdgeAgentError, EngineNotRunning, FrameError, FrameTooLarge
+from ..errors import EdgeAgentError, EngineNotRunning, FrameError, FrameTooLarge, InferenceTimeout
 from ..inference.contract import DetectParams, Dropped, JpegFrame, Result
 from ..inference.frames import check_jpeg
 from ..observability import OBSERVABILITY
@@ -30,7 +30,7 @@ def _status_for(exc: EdgeAgentError) -> int:
         return 413
     if isinstance(exc, (FrameError, BadMessage)):
         return 400
-    if isinstance(exc, EngineNotRunning):
+    if isinstance(exc, (EngineNotRunning, InferenceTimeout)):
         return 503
     return 500
 
@@ -107,7 +107,12 @@ def _future() -> asyncio.Future[Result | Dropped]:
 
 async def _run(app: web.Application, job: Job) -> Result:
     app[SOURCES].scheduler.submit(job, 1)  # its own owner: never displaced, served in turn
-    outcome = await job.outcome
+    # No longer than an inference may take before the watchdog calls the engine stalled (then 503).
+    limit = app[AGENT].config.systemd.max_inference_age
+    try:
+        outcome = await asyncio.wait_for(job.outcome, limit)  # a timeout cancels the job: it is given up
+    except TimeoutError:
+        raise InferenceTimeout(f"no result within {limit:g} s (systemd.max_inference_age)") from None
     if isinstance(outcome, Dropped):
         raise EngineNotRunning(f"frame not processed ({outcome.reason})")
     return outcome

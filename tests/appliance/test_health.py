@@ -75,7 +75,7 @@ async def test_healthz_document(config: Config, make_client: Any, photos: dict[s
         assert checks[name][0]["status"] == "pass", (name, checks[name])
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", checks[name][0]["time"])
     age = checks["inference:age"][0]
-    assert 0 <= age["observedValue"] < 5 and age["observedUnit"] == "s" and age["limit"] == 30.0
+    assert 0 <= age["observedValue"] < 5 and age["observedUnit"] == "s" and age["limit"] == 5.0
     latency = checks["inference:latency"][0]
     assert latency["frames"] == 1 and 0 < latency["p50"] <= latency["observedValue"] < 5000
     device = checks["device:executing"][0]

@@ -144,7 +144,7 @@ async def test_sighup_swaps_model_without_dropping_the_session(
             doc = await resp.json(content_type=None)
             assert resp.status == 200 and doc["checks"]["model:labels"][0]["componentId"] == "second"
         async with http.get(agent.url("/metrics")) as resp:
-            assert "edge_agent_config_reloads 1.0" in await resp.text()
+            assert "edge_agent_config_reloads_total 1.0" in await resp.text()
         await ws.close()
     agent.proc.log_contains("reload: now serving model second")
 
