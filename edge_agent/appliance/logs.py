@@ -66,11 +66,11 @@ class PeerNoiseFilter(logging.Filter):
     def _flatten(self, record: logging.LogRecord, exc: BaseException | None, suppressed: int) -> None:
         text = record.getMessage()
         if exc is not None:
-            detail = str(exc).strip().splitlines()
-            text += f": {type(exc).__name__}" + (f": {detail[0][:200]}" if detail else "")
+            detail = " ".join(str(exc).split())[:200]
+            text += f": {type(exc).__name__}" + (f": {detail}" if detail else "")
         if suppressed:
             text += f" [{suppressed} more like this in the last {self._window:.0f}s]"
-        record.msg, record.args = text, None
+        record.msg, record.args = "; ".join(p.strip() for p in text.splitlines() if p.strip()), None
         record.exc_info, record.exc_text, record.stack_info = None, None, None
 
 

@@ -54,7 +54,8 @@ def compile_properties(eng: EngineConfig, hint: str, device: str) -> dict[str, A
     if kind == "CPU":
         if eng.cpu_threads:
             props["INFERENCE_NUM_THREADS"] = eng.cpu_threads
-        if eng.cpu_pinning is not None:
+        # NUMA / HYBRID_AWARE (the legacy CPU_BIND_THREAD values) are what the plugin does by default now.
+        if isinstance(eng.cpu_pinning, bool):
             props["ENABLE_CPU_PINNING"] = eng.cpu_pinning
     if eng.num_requests and kind in ("CPU", "GPU"):
         props["PERFORMANCE_HINT_NUM_REQUESTS"] = eng.num_requests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -52,11 +53,20 @@ async def _try(device: str, compile_fn: CompileFn, executor: Executor, timeout: 
     return await asyncio.wait_for(loop.run_in_executor(executor, work), timeout)
 
 
-def _why(exc: BaseException) -> str:
+# OpenVINO wraps the cause in lines naming its own source files; the cause is what is left.
+_WRAPPER_LINE = re.compile(r"(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)")
+_LONG_PATH = re.compile(r'"?/(?:[^\s":/]+/)+([^\s":/]+)"?')
+
+
+def why(exc: BaseException) -> str:
+    """The reason a device failed, in one line: OpenVINO's own cause (e.g. libOpenCL.so.1 missing), not
+    its first line ('Exception from src/inference/src/cpp/core.cpp:117:'); library paths cut to the file name."""
     if isinstance(exc, TimeoutError):
         return "compile and warm-up timed out"
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if not _WRAPPER_LINE.fullmatch(line)] or lines
+    text = _LONG_PATH.sub(r"\1", " ".join(causes))
+    return text[:300] if text else type(exc).__name__
 
 
 async def async_select(
@@ -77,9 +87,9 @@ async def async_select(
             compiled = await _try(device, compile_fn, executor, timeout)
         except (RuntimeError, TimeoutError, ValueError) as exc:
             if requested.lower() != "auto":
-                raise DeviceError(f"device {device} failed: {_why(exc)}") from None
-            failures.append(f"{device}: {_why(exc)}")
-            log.warning("device %s unusable: %s", device, _why(exc))
+                raise DeviceError(f"device {device} failed: {why(exc)}") from None
+            failures.append(f"{device}: {why(exc)}")
+            log.warning("device %s unusable: %s", device, why(exc))
             continue
         reason = (
             "explicitly configured" if requested.lower() != "auto" else f"{device} compiled and ran a warm-up"
@@ -90,7 +100,7 @@ async def async_select(
     try:
         compiled = await _try("CPU", compile_fn, executor, timeout)
     except (RuntimeError, TimeoutError, ValueError) as exc:
-        raise DeviceError(f"CPU failed: {_why(exc)}; earlier: {'; '.join(failures) or 'none'}") from None
+        raise DeviceError(f"CPU failed: {why(exc)}; earlier: {'; '.join(failures) or 'none'}") from None
     reason = "no Intel GPU or NPU found" if not failures else "fell back to CPU: " + "; ".join(failures)
     return compiled, DeviceChoice(
         requested, "CPU", executing_devices(compiled, "CPU"), reason, bool(failures)

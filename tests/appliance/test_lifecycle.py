@@ -213,3 +213,29 @@ def test_which_changes_need_a_new_engine(tmp_path: Path) -> None:
         changed = base.model_copy(deep=True)
         setattr(getattr(changed, section), key, value)
         assert needs_new_engine(base, changed), section
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [("directory", "is a directory, not a file"), ("not_utf8", "not UTF-8 text"), ("removed", "file not found")],
+)
+async def test_sighup_with_an_unreadable_config_path_keeps_config_and_ends_ready(
+    agent_factory: Any, damage: str, reason: str
+) -> None:
+    agent = await agent_factory(model={"name": "first"})
+    agent.config.unlink()
+    if damage == "directory":
+        agent.config.mkdir()
+    elif damage == "not_utf8":
+        agent.config.write_bytes(b'[model]\nname = "caf\xe9"\n')
+    mark = len(agent.notify.messages)
+    agent.proc.signal(signal.SIGHUP)
+    reloading = await agent.wait_for("RELOADING", "1", after=mark)
+    ready = await agent.wait_for("READY", "1", after=reloading, timeout=10)  # systemctl reload returns
+    assert reason in agent.notify.fields()[ready]["STATUS"]
+    assert reason in agent.proc.log_contains("reload rejected")
+    assert not [line for line in agent.proc.stderr_lines if "Traceback" in line]
+    async with aiohttp.ClientSession() as http, http.get(agent.url("/healthz")) as resp:
+        doc = await resp.json(content_type=None)
+    assert resp.status == 200 and doc["checks"]["model:labels"][0]["componentId"] == "first"
+    assert reason in doc["notes"][0]

@@ -110,3 +110,35 @@ async def test_model_cache_dir_is_filled(config: Config) -> None:
     from pathlib import Path
 
     assert any(Path(config.engine.cache_dir).iterdir()), "compiled model should be cached for warm starts"
+
+
+class ListedGpuCore(FakeGpuCore):
+    """Lists a GPU (none exists here); compiling for it is OpenVINO's real GPU plugin, which fails for real."""
+
+    def compile_model(self, model: ov.Model, device: str, config: dict[str, Any]) -> ov.CompiledModel:
+        self.compiled_for.append(device)
+        return self._core.compile_model(model, device, config if device == "CPU" else {})
+
+
+async def test_gpu_failure_keeps_openvinos_cause_in_reason_health_and_status(config: Config) -> None:
+    from edge_agent.inference.device import why
+
+    engine = Engine(_with_device(config, "auto"), ListedGpuCore("real"))  # type: ignore[arg-type]
+    await engine.async_start()
+    try:
+        assert engine.device is not None and engine.device.fallback
+        reason = engine.device.reason
+        # The real plugin's message starts "Exception from src/inference/src/cpp/core.cpp:117:"; the cause follows.
+        assert "Exception from" not in reason and "core.cpp" not in reason, reason
+        assert "[GPU]" in reason and "no supported devices found" in reason, reason
+    finally:
+        await engine.async_stop()
+    missing_lib = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:117:\nCannot load library "
+        '"/opt/edge-agent/lib/python3.11/site-packages/openvino/libs/libopenvino_intel_gpu_plugin.so": '
+        "libOpenCL.so.1: cannot open shared object file: No such file or directory\n"
+    )
+    assert why(missing_lib) == (
+        "Cannot load library libopenvino_intel_gpu_plugin.so: libOpenCL.so.1: cannot open shared object file: "
+        "No such file or directory"
+    )
