@@ -217,7 +217,11 @@ def test_which_changes_need_a_new_engine(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [("directory", "is a directory, not a file"), ("not_utf8", "not UTF-8 text"), ("removed", "file not found")],
+    [
+        ("directory", "is a directory, not a file"),
+        ("not_utf8", "not UTF-8 text"),
+        ("removed", "file not found"),
+    ],
 )
 async def test_sighup_with_an_unreadable_config_path_keeps_config_and_ends_ready(
     agent_factory: Any, damage: str, reason: str

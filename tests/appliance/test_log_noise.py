@@ -102,7 +102,9 @@ def test_filter_window_counts_what_it_suppressed() -> None:
     first = record("Error handling request from %s", ConnectionResetError("reset\nby peer"))
     assert noise.filter(first) and first.exc_info is None
     assert first.getMessage() == "Error handling request from peer: ConnectionResetError: reset by peer"
-    assert not any(noise.filter(record("Error handling request from %s", ConnectionResetError())) for _ in range(9))
+    assert not any(
+        noise.filter(record("Error handling request from %s", ConnectionResetError())) for _ in range(9)
+    )
     assert noise.filter(record("other %s", None))  # another cause is not held back
     now[0] = 61.0
     later = record("Error handling request from %s", ConnectionResetError("again"))

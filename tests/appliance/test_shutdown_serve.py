@@ -84,7 +84,10 @@ async def test_detect_during_a_stall_times_out_with_503(
 ) -> None:
     limit = 2.0
     config = write_config(
-        tmp_path / "c.toml", agent_cache, systemd={"max_inference_age": limit}, debug={"fault_injection": True}
+        tmp_path / "c.toml",
+        agent_cache,
+        systemd={"max_inference_age": limit},
+        debug={"fault_injection": True},
     )
     agent = AgentProcess(config)
     try:
@@ -116,7 +119,9 @@ def test_serve_on_a_busy_port_says_so_in_one_line_before_compiling(tmp_path: Pat
         out = _serve("--config", str(config), "--port", str(port))
     took = time.monotonic() - started
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert out.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
     assert took < 10, took  # no model compile first
 
 

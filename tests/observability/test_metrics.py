@@ -8,7 +8,6 @@ import subprocess
 from typing import Any
 
 import pytest
-
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
