@@ -52,11 +52,16 @@ async def info_handler(request: web.Request) -> web.Response:
 def _system() -> dict[str, Any]:
     mem = psutil.virtual_memory()
     # cpu_percent(None) compares with the previous call: non-blocking.
+    cpu = psutil.cpu_percent(None)
     return {
-        "cpu_percent": psutil.cpu_percent(None),
+        "cpu_percent": cpu,
         "memory_percent": mem.percent,
         "memory_used_mb": round(mem.used / 2**20, 1),
         "gpu": None,
+        # The seed guide's names for the same figures (percent); no GPU utilisation source exists yet.
+        "cpu_usage": cpu,
+        "memory_usage": mem.percent,
+        "gpu_usage": None,
     }
 
 

@@ -53,7 +53,7 @@ class Observability:
         elif isinstance(outcome, Dropped):
             source.dropped[outcome.reason] = source.dropped.get(outcome.reason, 0) + 1
             self.metrics.observe_drop(outcome.reason)
-            self.stats.record_drop(now)
+            self.stats.record_drop(now, outcome.reason)
         else:
             assert isinstance(outcome, EdgeAgentError)
             source.errors[outcome.code] = source.errors.get(outcome.code, 0) + 1

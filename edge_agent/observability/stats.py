@@ -50,6 +50,7 @@ class LiveStats:
         self.window_s = window_s
         # (monotonic time, timings, or None for a drop)
         self._recent: deque[tuple[float, Timings | None]] = deque(maxlen=max_samples)
+        self._shed: deque[float] = deque(maxlen=max_samples)  # times of backpressure drops (overload)
         self.processed_total = 0
         self.dropped_total = 0
         self.errors_total = 0
@@ -59,10 +60,22 @@ class LiveStats:
         self.processed_total += 1
         self._recent.append((time.monotonic() if now is None else now, timings))
 
-    def record_drop(self, now: float | None = None) -> None:
-        """A frame was dropped."""
+    def record_drop(self, now: float | None = None, reason: str = "backpressure") -> None:
+        """A frame was dropped; `backpressure` drops (the engine could not keep up) also count as overload."""
+        now = time.monotonic() if now is None else now
         self.dropped_total += 1
-        self._recent.append((time.monotonic() if now is None else now, None))
+        self._recent.append((now, None))
+        if reason == "backpressure":
+            self._shed.append(now)
+
+    def overload_ratio(self, now: float | None = None) -> tuple[float, int]:
+        """Share of recent frames dropped because the engine was busy, and how many frames that is out of.
+
+        Rate drops (a client sending faster than its limit) and frames of closed sessions are not overload."""
+        now = time.monotonic() if now is None else now
+        frames = len(self._window(now))
+        shed = sum(1 for t in self._shed if t >= now - self.window_s)
+        return (shed / frames if frames else 0.0), frames
 
     def record_error(self) -> None:
         """A frame was answered with an error (not part of the drop ratio)."""

@@ -164,13 +164,13 @@ async def test_warn_when_latency_over_target(
     assert (await client.post("/v1/detect", data=photos["coffee"], headers=JPEG)).status == 200
     doc = await (await client.get("/healthz")).json(content_type=None)
     assert doc["status"] == "pass", "one (cold) frame is not enough to judge latency"
-    for _ in range(9):
+    for _ in range(29):  # 30 frames in the window: enough to judge
         assert (await client.post("/v1/detect", data=photos["coffee"], headers=JPEG)).status == 200
     resp = await client.get("/healthz")
     doc = await resp.json(content_type=None)
     assert resp.status == 200 and doc["status"] == "warn"
     latency = doc["checks"]["inference:latency"][0]
-    assert latency["status"] == "warn" and "over target" in latency["output"]
+    assert latency["status"] == "warn" and "over twice the target" in latency["output"]
 
 
 class BrokenGpuCore:
@@ -244,3 +244,35 @@ async def test_probe_follows_a_swapped_engine(config: Config, make_client: Any, 
         assert (await client.get("/readyz")).status == 200
     finally:
         app[AGENT].engine_or_none = stalled
+
+
+async def test_healthz_does_not_flap_under_light_load(config: Config, make_client: Any) -> None:
+    """The soak's pattern (2 clients x 5 fps, some slow frames, a few rate drops) stays `pass`; overload warns."""
+    from edge_agent.inference.contract import Timings
+
+    app, client = await make_client(config)
+    stats = app[OBSERVABILITY].stats
+    target = config.streaming.target_latency_ms
+    now = time.monotonic()
+
+    def frame(ms: float, at: float) -> None:
+        stats.record_result(Timings(total=ms, inference=ms), at)
+
+    async def statuses() -> dict[str, str]:
+        doc = await (await client.get("/healthz")).json(content_type=None)
+        return {name: entries[0]["status"] for name, entries in doc["checks"].items()}
+
+    for i in range(5):  # a cold start: few frames, slow and with drops: not enough to judge
+        frame(10 * target, now - 9 + i)
+        stats.record_drop(now - 9 + i, "backpressure")
+    assert set((await statuses()).values()) == {"pass"}
+    for i in range(100):  # 10 s at 10 fps: one in eight frames above target (a busy 2-core box)
+        frame(1.5 * target if i % 8 == 0 else 0.4 * target, now - 9 + i * 0.09)
+        if i % 20 == 0:
+            stats.record_drop(now - 9 + i * 0.09, "rate")  # a client a little faster than its limit
+    assert set((await statuses()).values()) == {"pass"}
+    for i in range(80):  # now really overloaded: slow and shedding
+        frame(3 * target, now - 1 + i / 100)
+        stats.record_drop(now - 1 + i / 100, "backpressure")
+    got = await statuses()
+    assert (got["inference:latency"], got["sessions:active"]) == ("warn", "warn"), got
