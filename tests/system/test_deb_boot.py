@@ -35,18 +35,19 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 UNIT = "edge-agent.service"
 PORT = 8080
-# Short watchdog and inference-age limits so a stall is caught in seconds, plus the test-only fault switch.
+# Only the test-only fault switch: the watchdog, inference-age and restart settings are the shipped ones,
+# so the stall test measures what a box really does.
 TEST_DROPIN = f"""[Service]
-WatchdogSec=6s
 Environment=EDGE_AGENT_DEBUG__FAULT_INJECTION=true
-Environment=EDGE_AGENT_SYSTEMD__MAX_INFERENCE_AGE=4
-Environment=EDGE_AGENT_SYSTEMD__WATCHDOG_PROBE_INTERVAL=1
 Environment=EDGE_AGENT_SERVER__PORT={PORT}
 """
+# Stall to serving again, with the shipped unit and defaults (issue 15: it was 49 s).
+STALL_TO_READY_GOAL_S = 15.0
 DROPIN_PATH = "/etc/systemd/system/edge-agent.service.d/50-system-test.conf"
 CLIENT = Path(__file__).with_name("box_client.py")
-# Installed in the image too: the nginx site from configs/ is tested in front of the service.
-EXTRA_PACKAGES = ["nginx-light"]
+# Installed in the image too: the README's nginx steps are run as written (with sudo) in front of the service.
+EXTRA_PACKAGES = ["nginx", "sudo"]
+README = REPO / "README.md"
 OUR_PATHS = (
     "/opt/edge-agent",
     "/etc/edge-agent",
@@ -245,14 +246,49 @@ def test_service_runs_confined(box: Container) -> None:
     assert fields["Seccomp"].strip() == "2"
 
 
-def test_nginx_site_proxies_websocket_and_sse(box: Container) -> None:
-    """The shipped nginx site in front of the service: a WS frame gets detections, SSE streams them at once."""
-    box.sh(
-        "rm -f /etc/nginx/sites-enabled/default && "
-        "cp /usr/share/doc/edge-agent/examples/nginx-edge-agent.conf /etc/nginx/sites-enabled/proxy.conf && "
-        "nginx -t 2>&1 && systemctl restart nginx"
-    )
+def _readme_nginx_steps() -> list[str]:
+    """The shell lines of the README's nginx block, exactly as a reader would paste them."""
+    text = README.read_text()
+    block = text.split("<!-- nginx-steps", 1)[1].split("<!-- /nginx-steps -->", 1)[0]
+    body = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def test_readme_nginx_steps_work_as_written(box: Container) -> None:
+    """Follow the README literally on the booted box: nginx answers for the service (Debian's default site
+    does not), the service listens on loopback only, and a WS frame and SSE events pass through unbuffered."""
+    steps = _readme_nginx_steps()
+    assert any("sites-enabled/default" in step for step in steps)
+    for step in steps:
+        box.sh(step, timeout=300)
     try:
+        front = box.run(
+            "/opt/edge-agent/bin/python",
+            "/srv/system-test/client.py",
+            "http",
+            "GET",
+            "http://127.0.0.1:80/",
+            "-",
+            timeout=60,
+        ).stdout
+        assert "Welcome to nginx" not in front and front.startswith("200 "), front[:300]
+        health = box.run(
+            "/opt/edge-agent/bin/python",
+            "/srv/system-test/client.py",
+            "http",
+            "GET",
+            "http://127.0.0.1:80/healthz",
+            "-",
+            timeout=60,
+        ).stdout
+        assert health.startswith("200 ") and '"status"' in health, health[:300]
+        direct = box.run(
+            "/opt/edge-agent/bin/python",
+            "-c",
+            "import socket; socket.create_connection(('192.0.2.10', 8080), 3)",
+            check=False,
+        )
+        assert direct.returncode != 0 and "refused" in direct.stderr.lower(), "only nginx reaches the service"
         out = box.run(
             "/opt/edge-agent/bin/python",
             "/srv/system-test/client.py",
@@ -270,7 +306,7 @@ def test_nginx_site_proxies_websocket_and_sse(box: Container) -> None:
         assert "detections" in summary["events"], "the SSE event came through unbuffered"
         assert summary["sse_delay_s"] < 5
     finally:
-        box.sh("rm -f /etc/nginx/sites-enabled/proxy.conf && systemctl stop nginx")
+        box.sh("rm -f /etc/nginx/sites-enabled/edge-agent && systemctl stop nginx", check=False)
 
 
 def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> None:
@@ -309,18 +345,31 @@ def test_reload_keeps_the_process(box: Container) -> None:
 
 
 def test_inference_stall_leads_to_watchdog_restart(box: Container) -> None:
-    """A hung inference stops the watchdog pings; systemd kills and restarts the service, which recovers."""
+    """A hung inference: the agent decides it is stalled and sends WATCHDOG=trigger; systemd restarts it at
+    once (not after WatchdogSec), and the new process serves again within the goal, with the shipped unit."""
     pid = main_pid(box)
     token = _token(box)
     status, body = http(box, "POST", "/debug/fault/stall", token=token)
     assert status == 200, body
     started = time.monotonic()
     wait_for("a watchdog restart", lambda: int(box.show(UNIT, "NRestarts")["NRestarts"]) >= 1, timeout=90)
+    restarted = time.monotonic() - started
     new_pid = wait_active(box, old_pid=pid)
-    print(f"watchdog restart after {time.monotonic() - started:.1f}s")
-    assert "Watchdog timeout" in journal(box)
-    assert http(box, "GET", "/readyz")[0] == 200, "the new process serves again"
+
+    def ready() -> bool:
+        with contextlib.suppress(Exception):
+            return http(box, "GET", "/readyz")[0] == 200
+        return False
+
+    wait_for("/readyz 200 after the restart", ready, timeout=90)
+    serving = time.monotonic() - started
+    print(
+        f"stall -> restart {restarted:.1f}s, stall -> /readyz 200 {serving:.1f}s (goal {STALL_TO_READY_GOAL_S}s)"
+    )
+    log = journal(box)
+    assert "Watchdog request" in log, "systemd acted on WATCHDOG=trigger, not on the timeout"
     assert new_pid != pid
+    assert serving <= STALL_TO_READY_GOAL_S, f"blind for {serving:.1f}s"
 
 
 def test_memory_deny_write_execute_breaks_openvino_cpu(box: Container) -> None:
