@@ -32,6 +32,7 @@ def test_exposure_is_at_most_2(unit: str) -> None:
 def test_watchdog_is_short_and_stop_timeout_covers_the_drain() -> None:
     text = (UNITS / "edge-agent.service").read_text()
     settings = dict(re.findall(r"^(\w+)=(.*)$", text, re.MULTILINE))
-    assert settings["WatchdogSec"] == "10s"  # a hung loop is caught in 10 s; a stall at once (WATCHDOG=trigger)
+    # A hung loop is caught in 10 s; a stall at once (WATCHDOG=trigger).
+    assert settings["WatchdogSec"] == "10s"
     assert settings["NotifyAccess"] == "main"
     assert int(settings["TimeoutStopSec"].rstrip("s")) > 10  # server.shutdown_timeout's default
