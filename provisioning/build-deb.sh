@@ -74,6 +74,10 @@ check_shlibs() {
                               | sed -n 's/^ *[A-Za-z]*Depends: \([^ <]*\).*/\1/p'); do
         allowed[${pkg%%:*}]=1
     done
+    # The optional libraries (OPTIONAL_LIBS) may be present on the build host: from a Recommends package.
+    for pkg in $(sed -n '/^recommends:/,/^[a-z]/s/^  - \([a-z0-9.+-]*\).*/\1/p' "$src/provisioning/nfpm.yaml"); do
+        allowed[$pkg]=1
+    done
     while read -r lib; do
         pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -n1 | cut -d: -f1) || true
         [ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -n1 | cut -d: -f1) || true
