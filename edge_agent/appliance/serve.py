@@ -110,7 +110,11 @@ async def _drain(app: web.Application, runner: _Runner, deadline: float) -> None
     life.stop_deadline = deadline
     _arm_hard_exit(deadline - loop.time() + HARD_EXIT_GRACE_S)
     drain_by = deadline - min(CLEANUP_MAX_S, CLEANUP_SHARE * (deadline - loop.time()))
-    await runner.shutdown()  # STOPPING=1, WebSockets closed 1001, SSE streams ended
+    try:  # STOPPING=1, WebSockets closed 1001, SSE streams ended; a peer cannot stretch this
+        async with asyncio.timeout_at(drain_by):
+            await runner.shutdown()
+    except TimeoutError:
+        log.warning("shutdown: closing the streams took until the drain deadline")
     # Frames still in inference get until drain_by; then waiting requests are answered 503.
     await app[SOURCES].scheduler.async_drain(max(0.0, drain_by - loop.time()))
     while life.requests_in_flight and loop.time() < drain_by:
