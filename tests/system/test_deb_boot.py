@@ -306,7 +306,12 @@ def test_readme_nginx_steps_work_as_written(box: Container) -> None:
         assert "detections" in summary["events"], "the SSE event came through unbuffered"
         assert summary["sse_delay_s"] < 5
     finally:
-        box.sh("rm -f /etc/nginx/sites-enabled/edge-agent && systemctl stop nginx", check=False)
+        # Undo what the reader did (the site is theirs, not the package's); the host change stays.
+        box.sh(
+            "rm -f /etc/nginx/sites-enabled/edge-agent /etc/nginx/sites-available/edge-agent && "
+            "systemctl stop nginx",
+            check=False,
+        )
 
 
 def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> None:
