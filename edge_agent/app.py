@@ -10,6 +10,7 @@ from aiohttp import web
 from .appliance import attach_engine, setup_appliance
 from .config import LoadedConfig
 from .events import setup_events
+from .guard import setup_guard
 from .inference.engine import Engine
 from .observability import OBSERVABILITY, Observability
 from .runtime import AGENT, AgentRuntime
@@ -40,4 +41,5 @@ def create_app(loaded: LoadedConfig) -> web.Application:
     setup_sources(app)
     setup_appliance(app)
     setup_viewer(app)
+    setup_guard(app)
     return app
