@@ -144,6 +144,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print or rotate the API token (server.token_file)."""
+    from .tools import token
+
+    path = Path(args.file) if args.file else token.token_path(_config_path(args.config), dict(os.environ))
+    if args.token_cmd == "show":
+        print(token.show(path))
+        return 0
+    print(token.rotate(path))
+    if not args.no_reload and token.reload_service():
+        print(f"{token.UNIT} reloaded: the old token no longer works", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="edge-agent", description="Real-time hazard detection for edge boxes.")
@@ -182,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check: validate; show: effective values and sources; default: print the documented defaults",
     )
     c.set_defaults(func=cmd_config)
+    t = with_config(sub.add_parser("token", help="print or rotate the API token (server.token_file)"))
+    t.add_argument("token_cmd", choices=["show", "rotate"], help="show: print it; rotate: a new one")
+    t.add_argument("--file", help="token file (default: server.token_file, else /etc/edge-agent/token)")
+    t.add_argument("--no-reload", action="store_true", help="rotate: do not reload edge-agent.service")
+    t.set_defaults(func=cmd_token)
     # Listed for --help only: main() hands their arguments to their own parsers.
     sub.add_parser("bench", help="benchmark a running server over WebSocket (bench --help)", add_help=False)
     sub.add_parser("discover", help="find agents on the LAN over mDNS (discover --help)", add_help=False)

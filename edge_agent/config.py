@@ -40,7 +40,7 @@ class ServerConfig(_Section):
     )
     token_file: str | None = Field(
         None,
-        description="File holding the bearer token (the .deb creates /etc/edge-agent/token); excludes `token`.",
+        description="File holding the bearer token, read at start and reload (the .deb's unit sets /etc/edge-agent/token); `token` wins.",
     )
     health_requires_token: bool = Field(
         False, description="Also require the token for /livez, /readyz, /healthz, /metrics and /v1/info."
@@ -82,11 +82,9 @@ class ServerConfig(_Section):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> ServerConfig:
-        if self.token_file is None:
-            self._file_token = None
+        self._file_token = None
+        if self.token_file is None or self.token is not None:  # an explicit token wins
             return self
-        if self.token is not None:
-            raise ValueError("set server.token or server.token_file, not both")
         self._file_token = read_token_file(Path(self.token_file))
         return self
 

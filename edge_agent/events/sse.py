@@ -53,7 +53,9 @@ async def events_handler(request: web.Request) -> web.StreamResponse:
 
 def _preamble(hub: EventHub, client_id: str | None, last_id: int | None) -> bytes:
     text = "retry: 2000\n\n"
-    lost = None if last_id is None else hub.lost_after(client_id, last_id)
+    if last_id is None:
+        return text.encode()
+    lost = hub.lost_after(client_id, last_id)
     if lost is not None:
         text += f": events {last_id + 1}..{lost} are no longer buffered\n\n"
     return text.encode()

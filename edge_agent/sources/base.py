@@ -24,6 +24,8 @@ from .replies import detections_reply, dropped_reply, error_reply
 from .scheduler import Job, Scheduler
 
 MAX_UNANSWERED = 256  # a peer that never reads replies stops being read from (TCP backpressure)
+# Frames kept for replies not yet sent (hazard starts carry their frame): beyond this, stop reading too.
+MAX_HELD_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class Source:
         self.last_activity = now
         self._seq = 0
         self._outbox: asyncio.Queue[_Slot | None] = asyncio.Queue()
+        self.held_bytes = 0
         self.room = asyncio.Event()
         self.room.set()
 
@@ -125,7 +128,8 @@ class Source:
         self._seq += 1
         self.services.obs.received(self.stats)
         self._outbox.put_nowait(_Slot(self._seq if frame_id is None else frame_id, timestamp, fut, frame))
-        if self._outbox.qsize() >= MAX_UNANSWERED:
+        self.held_bytes += _nbytes(frame)
+        if self._outbox.qsize() >= MAX_UNANSWERED or self.held_bytes > MAX_HELD_BYTES:
             self.room.clear()
 
     def configure(
@@ -173,12 +177,12 @@ class Source:
     async def async_run_writer(self) -> None:
         """Await each frame's outcome in arrival order, answer it, then record and publish it."""
         while (slot := await self._outbox.get()) is not None:
-            if self._outbox.qsize() <= MAX_UNANSWERED // 2:
-                self.room.set()
             outcome = await _outcome(slot.outcome)
             if isinstance(outcome, Dropped) and outcome.reason == "closed":
+                self._release(slot)
                 continue
             text, events = self._reply(slot, outcome)
+            self._release(slot)
             sent = await self.async_deliver(text)
             # After the reply went out: bookkeeping stays off the frame's latency.
             self.services.obs.record(self.stats, outcome)
@@ -189,6 +193,12 @@ class Source:
                     await self.async_control(
                         {"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason}
                     )
+
+    def _release(self, slot: _Slot) -> None:
+        """The slot's frame is no longer needed (its reply text is built): count it out, maybe read again."""
+        self.held_bytes -= _nbytes(slot.frame)
+        if self._outbox.qsize() <= MAX_UNANSWERED // 2 and self.held_bytes <= MAX_HELD_BYTES // 2:
+            self.room.set()
 
     def _reply(self, slot: _Slot, outcome: Outcome) -> tuple[str, list[Any]]:
         """The reply's text, and the events it causes (detections, hazard transitions)."""
@@ -252,6 +262,12 @@ class Source:
             **self.stats.to_json(),
             "unanswered": max(0, self.stats.received - self.stats.answered),
         }
+
+
+def _nbytes(frame: Frame | None) -> int:
+    if frame is None:
+        return 0
+    return len(frame.data) if isinstance(frame, JpegFrame) else int(frame.pixels.nbytes)
 
 
 async def _outcome(fut: asyncio.Future[Result | Dropped]) -> Outcome:
