@@ -55,6 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shutdown_timeout=cfg.server.shutdown_timeout,
         access_log=None,
         handle_signals=True,
+        # Also how long a connection may take to send its request headers (aiohttp's default is 75 s).
+        keepalive_timeout=cfg.server.body_timeout,
     )
     return 0
 

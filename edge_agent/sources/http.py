@@ -77,7 +77,7 @@ async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
         raise SlowBody(f"request body not received within {timeout:g} s") from None
 
 
-async def detect_handler(request: web.Request) -> web.Response:
+async def detect_handler(request: web.Request) -> web.StreamResponse:
     """One JPEG in the body, detections JSON out; shares the infer requests fairly with streams."""
     app = request.app
     cfg = app[AGENT].config
@@ -102,7 +102,7 @@ async def detect_handler(request: web.Request) -> web.Response:
         obs.record(stats, exc)
         resp = _error(_status_for(exc), exc.code, str(exc))
         if isinstance(exc, SlowBody):
-            resp.force_close()  # the rest of the body may still come: do not parse it as a request
+            await _answer_and_close(request, resp)
         return resp
     obs.record(stats, result)
     judged, shown = judged_and_shown(
@@ -113,6 +113,15 @@ async def detect_handler(request: web.Request) -> web.Response:
     ]
     reindex(hazards, judged, shown)
     return web.json_response(detections_reply(None, time.time(), result, hazards, shown))
+
+
+async def _answer_and_close(request: web.Request, resp: web.Response) -> None:
+    """Send the reply, then close at once: aiohttp would otherwise linger reading the slow body."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    if request.transport is not None:
+        request.transport.close()
 
 
 def _future() -> asyncio.Future[Result | Dropped]:
