@@ -74,6 +74,15 @@ def deny(status: int, reason: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": reason}}, status=status, headers=headers)
 
 
+async def answer_and_close(request: web.Request, resp: web.StreamResponse) -> None:
+    """Send the reply, then close at once: aiohttp would otherwise linger reading an unread body."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+
+
 def _from_proxy(request: web.Request) -> bool:
     remote = request.remote
     try:

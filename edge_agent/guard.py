@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .access import cors_headers, origin_ok, peer_address
+from .access import answer_and_close, cors_headers, origin_ok, peer_address
 from .runtime import AGENT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,7 +64,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             status=429,
             headers={"Retry-After": "5"},
         )
-        resp.force_close()
+        await answer_and_close(request, resp)  # its descriptor is free again now, not after lingering
         return resp
     return await handler(request)
 

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from ..access import access_problem, deny
+from ..access import access_problem, answer_and_close, deny
 from ..errors import EdgeAgentError, EngineNotRunning, FrameError, FrameTooLarge
 from ..inference.contract import DetectParams, Dropped, JpegFrame, Result
 from ..inference.frames import check_jpeg
@@ -102,7 +102,7 @@ async def detect_handler(request: web.Request) -> web.StreamResponse:
         obs.record(stats, exc)
         resp = _error(_status_for(exc), exc.code, str(exc))
         if isinstance(exc, SlowBody):
-            await _answer_and_close(request, resp)
+            await answer_and_close(request, resp)
         return resp
     obs.record(stats, result)
     judged, shown = judged_and_shown(
@@ -113,15 +113,6 @@ async def detect_handler(request: web.Request) -> web.StreamResponse:
     ]
     reindex(hazards, judged, shown)
     return web.json_response(detections_reply(None, time.time(), result, hazards, shown))
-
-
-async def _answer_and_close(request: web.Request, resp: web.Response) -> None:
-    """Send the reply, then close at once: aiohttp would otherwise linger reading the slow body."""
-    resp.force_close()
-    await resp.prepare(request)
-    await resp.write_eof()
-    if request.transport is not None:
-        request.transport.close()
 
 
 def _future() -> asyncio.Future[Result | Dropped]:

@@ -48,7 +48,9 @@ window.edgeViewer = exposed;
 
 async function loadInfo() {
   try {
-    const resp = await fetch('/v1/info', { cache: 'no-store' });
+    // With server.health_requires_token /v1/info needs the token too.
+    const headers = tokens.value ? { Authorization: `Bearer ${tokens.value}` } : {};
+    const resp = await fetch('/v1/info', { headers, cache: 'no-store' });
     if (!resp.ok) return;
     exposed.info = await resp.json();
     if (!live.state.session) showServerFacts(exposed.info);
