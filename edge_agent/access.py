@@ -95,8 +95,10 @@ def peer_address(request: web.Request) -> str:
     """The client's address; behind a local reverse proxy (a loopback peer) the last X-Forwarded-For hop."""
     if _from_proxy(request):
         forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
-        if forwarded:
-            return forwarded
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass  # absent or not an address: the proxy itself is the peer
     return request.remote or "unknown"
 
 
@@ -126,6 +128,8 @@ def cors_headers(request: web.Request, allowed: list[str]) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     if origin is None or not ("*" in allowed or origin in allowed) or _own_origin(request, origin):
         return headers
+    if not (origin.isascii() and origin.isprintable()):
+        return headers  # never echo bytes a response header cannot carry
     headers["Access-Control-Allow-Origin"] = origin
     headers["Vary"] = "Origin"
     headers["Access-Control-Allow-Credentials"] = "true"

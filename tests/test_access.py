@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
+from edge_agent.appliance.mdns import txt_record
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from tests.support.streams import Serve, next_json, ov_cache, serve
@@ -113,6 +114,7 @@ async def test_token_file_is_the_token(serve: Serve, tmp_path: Path) -> None:
     async with client.ws_connect("/stream/detection?token=from-the-file") as ws:
         assert (await next_json(ws))["type"] == "session"
     assert (await (await client.get("/v1/info")).json())["auth"] == "token"
+    assert txt_record(client.app)["auth"] == "token", "mDNS tells browsers and fleet tools to send a token"
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ MB = 1 << 20
 
 
 def rss() -> float:
-    return psutil.Process().memory_info().rss / MB
+    return float(psutil.Process().memory_info().rss) / MB
 
 
 async def slow_resumer(port: int, stop: asyncio.Event) -> int:
@@ -170,6 +170,9 @@ async def test_fd_flood_of_slow_bodies_keeps_probes_answering(
     agent = AgentProcess(cfg, prefix=["prlimit", "--nofile=1024:1024", "--"])
     try:
         port = agent.wait_listening()
+        partial_r, partial_w = await asyncio.open_connection("127.0.0.1", port)
+        partial_w.write(b"GET /livez HTTP/1.1\r\nHost:")  # headers that never end
+        opened = time.monotonic()
         conns = await asyncio.gather(*(slow_body(port, photos["bus"]) for _ in range(1100)))
         times = [await probe(port) for _ in range(20)]
         print(
@@ -179,6 +182,11 @@ async def test_fd_flood_of_slow_bodies_keeps_probes_answering(
         for c in conns:
             if c is not None:
                 c[1].close()
+        assert await asyncio.wait_for(partial_r.read(), 30) == b"", "cut, not answered"
+        print(
+            f"unfinished request headers cut after {time.monotonic() - opened:.1f} s (server.body_timeout 5 s)"
+        )
+        partial_w.close()
         accept_errors = sum("out of system resource" in line for line in agent.stderr_lines)
         print(f"accept() resource errors logged: {accept_errors}")
     finally:

@@ -139,6 +139,16 @@ async def test_odd_query_and_non_utf8_authorization_are_4xx_json(
         guarded.port, head.replace(b"POST /v1/detect", b"GET /stream/performance")
     )
     assert status == 401
+    resp = await client.post(
+        "/v1/detect?confidence=nan", data=photos["coffee"], headers={"Content-Type": "image/jpeg"}
+    )
+    assert resp.status == 400 and "confidence" in (await resp.json())["error"]["message"]
+    anyone = await serve(server__allowed_origins=["*"])
+    odd = (
+        b"GET /v1/info HTTP/1.1\r\nHost: x\r\nOrigin: http://\xff\xfe\r\nX-Forwarded-For: \xff, not-an-ip\r\n"
+    )
+    status, body = await raw_request(anyone.port, odd)
+    assert status == 200 and body["protocol"] == 1
 
 
 async def test_slow_request_body_is_cut_with_408(serve: Serve, photos: dict[str, bytes]) -> None:

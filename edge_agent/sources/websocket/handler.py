@@ -44,7 +44,7 @@ def _rejected(app: web.Application, label: str) -> None:
 
 async def _refuse(ws: LimitedWebSocket, app: web.Application, code: int, reason: str, label: str) -> None:
     _rejected(app, label)
-    await close_bounded(ws, code, reason.encode())
+    await close_bounded(ws, code, reason.encode("utf-8", "replace"))
 
 
 def _may_replace(old: Source, peer: str, cfg: Config) -> bool:
