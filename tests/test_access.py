@@ -9,10 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
 
+from edge_agent.app import create_app
 from edge_agent.appliance.mdns import txt_record
-from edge_agent.config import load_config
+from edge_agent.appliance.reload import reload_config
+from edge_agent.config import Config, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.tools.token import rotate
 from tests.support.streams import Serve, next_json, ov_cache, serve
 
 __all__ = ["ov_cache", "serve"]
@@ -162,3 +166,30 @@ async def test_open_to_the_network_without_a_token_warns(
     tokened = await serve(server__host="0.0.0.0", server__token="s3cret")
     doc = await (await tokened.get("/healthz")).json()
     assert doc["checks"]["auth:token"][0]["status"] == "pass"
+
+
+async def test_rotated_token_file_takes_effect_on_reload(
+    tmp_path: Path, config: Config, ov_cache: Path
+) -> None:
+    """`edge-agent token rotate` then SIGHUP: the new token works, the old one no longer does."""
+    token = tmp_path / "token"
+    old = rotate(token)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[server]\nhost = "127.0.0.1"\ntoken_file = "{token}"\n[engine]\ndevice = "CPU"\n'
+        f'cache_dir = "{ov_cache}"\n[model]\npath = "{config.model.path}"\n[mdns]\nenabled = false\n'
+    )
+    client = TestClient(TestServer(create_app(load_config(cfg, environ={}))))
+    await client.start_server()
+    try:
+        perf = "/stream/performance"
+        assert (await client.get(perf, headers={"Authorization": f"Bearer {old}"})).status == 200
+        new = rotate(token)
+        assert await reload_config(client.app)
+        assert (await client.get(perf, headers={"Authorization": f"Bearer {old}"})).status == 401
+        assert (await client.get(perf, headers={"Authorization": f"Bearer {new}"})).status == 200
+        token.unlink()  # a broken token file is a rejected reload: the running token stays
+        assert not await reload_config(client.app)
+        assert (await client.get(perf, headers={"Authorization": f"Bearer {new}"})).status == 200
+    finally:
+        await client.close()
