@@ -108,9 +108,10 @@ class Source:
         if self.limiter.allow(time.monotonic()):
             job = Job(self, frame, self._engine_params, fut, arrived)
             self.services.scheduler.submit(job, self._cfg.streaming.queue_size)
+            self._enqueue(frame_id, timestamp, fut, frame)
         else:
             fut.set_result(Dropped("rate"))
-        self._enqueue(frame_id, timestamp, fut, frame)
+            self._enqueue(frame_id, timestamp, fut, None)  # its reply needs no pixels: do not hold them
 
     def answer(self, frame_id: int | None, exc: EdgeAgentError) -> None:
         """A frame that is unusable as such: answer it with an error, in order."""

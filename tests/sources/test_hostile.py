@@ -13,7 +13,14 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
+from edge_agent.config import Config
+from edge_agent.events import EventHub
+from edge_agent.inference.contract import JpegFrame
+from edge_agent.inference.engine import Engine
+from edge_agent.observability import Observability
+from edge_agent.sources.base import MAX_HELD_BYTES, MAX_UNANSWERED, Services, Source
 from edge_agent.sources.registry import SOURCES
+from edge_agent.sources.scheduler import Scheduler
 from tests.support.streams import Serve, SseReader, eventually, next_json, ov_cache, serve
 
 __all__ = ["ov_cache", "serve"]
@@ -338,3 +345,49 @@ async def eventually_status(session: aiohttp.ClientSession, url: Any, status: in
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never {status}")
+
+
+class DeafSource(Source):
+    """A source whose peer never takes a reply: every delivery waits until `hear` is set."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.hear = asyncio.Event()
+
+    async def async_deliver(self, text: str) -> bool:
+        await self.hear.wait()
+        return True
+
+
+async def test_replies_that_cannot_go_out_hold_a_bounded_amount_of_frames(
+    engine: Engine, config: Config, photos: dict[str, bytes]
+) -> None:
+    """Hold replies, not frames: a peer that does not read makes its source stop reading after a few MB of
+    frames (not 256 frames of any size), and rate-dropped frames hold no pixels at all."""
+    config.streaming.max_fps = config.streaming.default_fps = 240.0
+    obs = Observability.create(4)
+    services = Services(Scheduler(lambda: engine), EventHub(16, 16), obs)
+    source = DeafSource("deaf", "s1", config, engine.model.labels, services)
+    writer = asyncio.create_task(source.async_run_writer())
+    frame = photos["bus"]
+    sent = 0
+    while source.room.is_set():
+        assert sent < MAX_UNANSWERED, "the source never stopped reading"
+        source.jpeg(frame, None, None)
+        sent += 1
+        await asyncio.sleep(0)  # let the scheduler run what it can
+    print(
+        f"stopped reading after {sent} frames of {len(frame) // 1024} kB: {source.held_bytes / 2**20:.1f} MB held"
+    )
+    assert source.held_bytes <= MAX_HELD_BYTES + len(frame)
+    source.limiter.set_rate(0.1)
+    while source.limiter.allow(time.monotonic()):
+        pass  # use up the burst: every frame below is rate-dropped
+    held = source.held_bytes
+    for _ in range(20):
+        source.frame(JpegFrame(frame, 810, 1080), None, None)  # rate-dropped now
+    assert source.held_bytes == held
+    source.hear.set()
+    source.close_outbox()
+    await asyncio.wait_for(writer, 60)
+    assert source.held_bytes == 0 and source.room.is_set()
