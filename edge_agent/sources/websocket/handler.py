@@ -48,10 +48,11 @@ async def _refuse(ws: LimitedWebSocket, app: web.Application, code: int, reason:
 
 
 def _may_replace(old: Source, peer: str, cfg: Config) -> bool:
-    """See the module docstring: token holders, the same address, or a silent (half-open) old session."""
-    if cfg.server.auth_token is not None:
-        return True
-    if isinstance(old, WebSocketSource) and old.peer == peer:
+    """See the module docstring: token holders, the same address, or a silent (half-open) old session.
+    Only WebSocket sessions are replaced: a source the server runs itself (a camera) never is."""
+    if not isinstance(old, WebSocketSource):
+        return False
+    if cfg.server.auth_token is not None or old.peer == peer:
         return True
     return time.monotonic() - old.last_activity > cfg.server.first_frame_timeout
 

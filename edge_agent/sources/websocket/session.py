@@ -41,6 +41,7 @@ class LimitedWebSocket(web.WebSocketResponse):
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
         """Close; an oversized-message close lingers so the peer reads the 1009 and its reason."""
+        # aiohttp internals (_writer, _set_closed, _close_code): tests/sources/test_hostile.py covers them.
         if code != WSCloseCode.MESSAGE_TOO_BIG or self.closed or self._writer is None:
             return await super().close(code=code, message=message, drain=drain)
         self._set_closed()
