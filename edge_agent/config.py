@@ -189,6 +189,9 @@ class StreamingConfig(_Section):
     max_fps: float = Field(30.0, gt=0, le=240, description="Highest per-session frame rate.")
     default_fps: float = Field(15.0, gt=0, le=240, description="Frame rate a new session starts with.")
     min_fps: float = Field(5.0, gt=0, le=240, description="Lowest frame rate adaptive control will go to.")
+    adaptive_fps: bool = Field(
+        True, description="Tell each session its fair share of the measured capacity (fps messages)."
+    )
     queue_size: int = Field(
         1, ge=1, le=8, description="Frames a session may have waiting; newer frames replace older."
     )
@@ -197,7 +200,7 @@ class StreamingConfig(_Section):
     )
     max_sessions: int = Field(16, ge=1, le=1024, description="Most concurrent WebSocket sessions.")
     target_latency_ms: float = Field(
-        100.0, gt=0, description="Processing latency adaptive FPS steers towards."
+        100.0, gt=0, description="p95 processing latency above which /healthz warns."
     )
     max_text_bytes: int = Field(
         2 << 20, ge=1024, description="Largest text message (base64 frames are ~4/3 of the JPEG size)."

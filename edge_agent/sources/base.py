@@ -7,6 +7,7 @@ A subclass only says how a reply and a control message reach its peer (`async_de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,9 +63,7 @@ class Source:
         self._cfg = config
         s = config.streaming
         now = time.monotonic()
-        self.fps = AdaptiveFps(
-            target_ms=s.target_latency_ms, floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps
-        )
+        self.fps = AdaptiveFps(floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps)
         self.limiter = RateLimiter(self.fps.limit, now)
         self.hazards = HazardTracker(source_id, config.hazards)
         self.last_activity = now
@@ -73,6 +72,7 @@ class Source:
         self.held_bytes = 0
         self.room = asyncio.Event()
         self.room.set()
+        self._announcing: set[asyncio.Task[None]] = set()
 
     # -- what a subclass provides --------------------------------------------------------------------------
     async def async_deliver(self, text: str) -> bool:
@@ -156,7 +156,19 @@ class Source:
             s = self._cfg.streaming
             self.fps.set_bounds(min(s.min_fps, fps_limit), fps_limit, fps_limit)
             self.limiter.set_rate(self.fps.limit)
+            self._announce(FpsChange(self.fps.limit, f"client asked for {fps_limit:g} fps"))
         return self.effective()
+
+    def _announce(self, change: FpsChange) -> None:
+        """A limit set outside the writer: tell the peer (after the reply being sent now) and the hub."""
+        self.services.hub.publish(FpsEvent(self.client_id, change.fps_limit, change.reason))
+        task = asyncio.get_running_loop().create_task(self._async_tell(change))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _async_tell(self, change: FpsChange) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.async_control({"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason})
 
     def effective(self) -> dict[str, Any]:
         """The `config` reply: the settings now in force."""
@@ -225,9 +237,18 @@ class Source:
         return shown, triggered, list(events)
 
     def _adapt(self, outcome: Outcome) -> FpsChange | None:
-        if not isinstance(outcome, Result):
+        """Count what the session got (processed, or dropped for backpressure) towards its next limit."""
+        if not self._cfg.streaming.adaptive_fps:
             return None
-        change = self.fps.observe(outcome.timings.total, time.monotonic())
+        if isinstance(outcome, Result):
+            processed = True
+        elif isinstance(outcome, Dropped) and outcome.reason == "backpressure":
+            processed = False
+        else:
+            return None  # rate drops are the peer's own excess; errors say nothing about capacity
+        now = time.monotonic()
+        shares = self.services.scheduler.shares
+        change = self.fps.observe(processed, now, lambda: shares.share(self, now, self.fps.limit))
         if change is not None:
             self.limiter.set_rate(change.fps_limit)
         return change
