@@ -109,6 +109,7 @@ class Camera:
     dropped: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list, repr=False)
+    server_ms: list[float] = field(default_factory=list, repr=False)  # timing_ms.total: arrival to result
     sent_at: dict[int, float] = field(default_factory=dict, repr=False)
     order_ok: bool = True
 
@@ -130,6 +131,7 @@ async def _camera(
             if reply["type"] == "detections":
                 cam.processed += 1
                 cam.latencies.append((time.perf_counter() - cam.sent_at[reply["frame_id"]]) * 1e3)
+                cam.server_ms.append(reply["timing_ms"]["total"])
             elif reply["type"] == "dropped":
                 cam.dropped += 1
             else:

@@ -18,7 +18,7 @@ def _median(runs: list[Run], name: str) -> float:
 
 def closed_loop(runs: dict[str, list[Run]], counts: list[int]) -> None:
     """The closed-loop table (medians of rounds), the server's stage times, and the goal ratios."""
-    med = {k: Run(*(_median(v, f) for f in ("fps", "p50", "p99"))) for k, v in runs.items()}
+    med = {k: Run(_median(v, "fps"), _median(v, "p50"), _median(v, "p99")) for k, v in runs.items()}
     print(f"{'':28}{'FPS':>9}{'p50 ms':>10}{'p99 ms':>10}  dropped errors")
     for label, run in med.items():
         extra = f"  {sum(r.dropped for r in runs[label]):7d} {sum(r.errors for r in runs[label]):6d}"
@@ -92,7 +92,8 @@ def overload_round(r: OverloadRound) -> None:
         p50 = percentile(c.latencies, 50)
         print(
             f"camera {i}: sent {c.sent}, processed {c.processed} ({c.processed / r.seconds:.1f} fps), "
-            f"dropped {c.dropped}, errors {c.errors}, p50 {p50:.1f} ms, p99 {percentile(c.latencies, 99):.1f} ms"
+            f"dropped {c.dropped}, errors {c.errors}, p50 {p50:.1f} ms, p99 {percentile(c.latencies, 99):.1f} ms "
+            f"(server timing_ms.total p50 {percentile(c.server_ms, 50):.1f}, p99 {percentile(c.server_ms, 99):.1f})"
         )
     ba = r.reference.get("benchmark_app throughput")
     total = sum(c.processed for c in r.cameras) / r.seconds

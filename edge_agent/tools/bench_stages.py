@@ -28,9 +28,9 @@ from .bench_photos import Photo
 STAGES = ("header", "decode", "letterbox", "postprocess", "reply", "bookkeeping")
 
 
-def _cpu_ms(fn: Callable[[], Any]) -> tuple[float, Any]:
+def _cpu_ms(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     t0 = time.thread_time_ns()
-    value = fn()
+    value = fn(*args)
     return (time.thread_time_ns() - t0) / 1e6, value
 
 
@@ -41,25 +41,24 @@ async def _photo_stages(engine: Engine, source: Source, photo: Photo, reps: int)
     in_h, in_w = slot.image.shape[1:3]
     loop = asyncio.get_running_loop()
     for i in range(reps):
-        ms, (w, h) = _cpu_ms(lambda: check_jpeg(photo.data, eng.max_frame_bytes, eng.max_frame_pixels))
+        ms, (w, h) = _cpu_ms(check_jpeg, photo.data, eng.max_frame_bytes, eng.max_frame_pixels)
         samples["header"].append(ms)
         frame = JpegFrame(photo.data, w, h)
         job = Job(loop.create_future(), frame, source._engine_params)
-        ms, image = _cpu_ms(lambda: slot.buffers.decode_into(frame.data, w, h, in_w, in_h))
+        ms, image = _cpu_ms(slot.buffers.decode_into, frame.data, w, h, in_w, in_h)
         samples["decode"].append(ms)
-        ms, (scale, job.dx, job.dy) = _cpu_ms(lambda: slot.buffers.letterbox_into(image, slot.image))
+        ms, (scale, job.dx, job.dy) = _cpu_ms(slot.buffers.letterbox_into, image, slot.image)
         samples["letterbox"].append(ms)
         job.scale = scale * image.shape[1] / w
         t0 = time.perf_counter()
         slot.request.infer()
         samples["inference wall"].append((time.perf_counter() - t0) * 1e3)
-        ms, detections = _cpu_ms(lambda: engine._finish(slot, job))
+        ms, detections = _cpu_ms(engine._finish, slot, job)
         samples["postprocess"].append(ms)
         result = Result(detections, (w, h), _timings())
-        entry = _Slot(i + 1, None, job.future, frame)
-        ms, (text, events) = _cpu_ms(lambda: source._reply(entry, result))
+        ms, (_, events) = _cpu_ms(source._reply, _Slot(i + 1, None, job.future, frame), result)
         samples["reply"].append(ms)
-        ms, _ = _cpu_ms(lambda: _bookkeeping(source, result, events))
+        ms, _ = _cpu_ms(_bookkeeping, source, result, events)
         samples["bookkeeping"].append(ms)
         job.future.cancel()
     return {k: statistics.median(v) for k, v in samples.items()}

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 
-from edge_agent.inference.contract import DetectParams, Frame, Result
 from edge_agent.inference.engine import Engine
 from edge_agent.runtime import AGENT
 from tests.support.streams import Serve, SseReader, next_json, ov_cache, serve
@@ -191,7 +190,21 @@ class Follower:
     def between(self, t0: float, t1: float) -> tuple[int, int]:
         """(processed, dropped for backpressure) among replies from t0 to t1."""
         late = [m for at, m in self.replies if t0 <= at < t1]
-        return sum(m["type"] == "detections" for m in late), sum(m.get("reason") == "backpressure" for m in late)
+        return sum(m["type"] == "detections" for m in late), sum(
+            m.get("reason") == "backpressure" for m in late
+        )
+
+
+async def deaf(cams: list[Follower], jpeg: bytes, seconds: float) -> float:
+    """Both cameras at 30 fps, deaf to fps messages: what the box processes then is its capacity,
+    measured through the same path (this process runs both the clients and the server)."""
+    start = time.perf_counter()
+    for c in cams:
+        c.follow, c.limit = False, 30.0
+    await asyncio.gather(*(c.send(jpeg, start + seconds) for c in cams))
+    for c in cams:
+        c.follow, c.limit = True, c.told
+    return sum(c.between(start + 0.5, start + seconds)[0] for c in cams) / (seconds - 0.5)
 
 
 async def test_adaptive_fps_shares_a_slow_pipeline(serve: Serve, photos: dict[str, bytes]) -> None:
@@ -209,32 +222,28 @@ async def test_adaptive_fps_shares_a_slow_pipeline(serve: Serve, photos: dict[st
         ws = await client.ws_connect(f"/stream/detection?client_id=cam{i}")
         cams.append(Follower(ws, (await next_json(ws))["fps_limit"]))
     readers = [asyncio.create_task(c.read()) for c in cams]
-    # First 3 s at 30 fps each, deaf to fps messages: what the box processes then is its capacity,
-    # measured through the same path (this process runs both the clients and the server).
     start = time.perf_counter()
-    for c in cams:
-        c.follow = False
-    await asyncio.gather(*(c.send(jpeg, start + 3.0) for c in cams))
-    capacity = sum(c.between(start + 0.5, start + 3.0)[0] for c in cams) / 2.5
-    for c in cams:
-        c.follow = True
-        c.limit = c.told
+    capacity = [await deaf(cams, jpeg, 3.0)]
     settled = time.perf_counter() + 6.0  # a few 1 s windows to follow the share
     await asyncio.gather(*(c.send(jpeg, settled + 6.0) for c in cams))
+    limits = [c.limit for c in cams]
+    capacity.append(await deaf(cams, jpeg, 3.0))
     for r in readers:
         r.cancel()
     for c in cams:
         await c.ws.close()
     told = [[(round(at - start, 1), fps, why) for at, fps, why in c.limits] for c in cams]
     assert all(c.limits for c in cams), "both cameras must have been told their share"
+    told = [[t for t in told_c if t[0] < settled - start + 6.0] for told_c in told]
     for c in cams:  # settled: at most a couple of small corrections on a noisy box, no swings
-        late = [(prev, fps) for (_, prev, _), (at, fps, _) in itertools.pairwise(c.limits) if at >= settled]
-        assert len(late) <= 2 and all(abs(fps - prev) <= 0.25 * prev for prev, fps in late), told
-    processed, dropped = map(sum, zip(*(c.between(settled, settled + 7.0) for c in cams), strict=True))
+        pairs = itertools.pairwise(c.limits)
+        late = [(prev, fps) for (_, prev, _), (at, fps, _) in pairs if settled <= at < settled + 6.0]
+        assert len(late) <= 2 and all(abs(fps - prev) <= 0.35 * prev for prev, fps in late), told
+    processed, dropped = map(sum, zip(*(c.between(settled, settled + 6.0) for c in cams), strict=True))
     assert dropped < 0.05 * (processed + dropped), (processed, dropped, told)
-    total = sum(c.limit for c in cams)
-    assert 0.85 * capacity <= total <= 1.15 * capacity, (total, capacity, told)
-    assert abs(cams[0].limit - cams[1].limit) <= 0.2 * total, told
+    total = sum(limits)
+    assert 0.85 * min(capacity) <= total <= 1.15 * max(capacity), (total, capacity, told)
+    assert abs(limits[0] - limits[1]) <= 0.2 * total, told
 
 
 async def test_config_fps_limit_is_announced(serve: Serve, photos: dict[str, bytes]) -> None:
