@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 UTILISATION = 0.9  # shares add up to this much of capacity: headroom for jitter, so backpressure stays rare
 OWNER_TIMEOUT = 2.0  # s without a frame before an owner stops counting as active
+MAX_OWNERS = 1024  # owners remembered at once
 
 
 class Capacity:
@@ -86,6 +87,8 @@ class FairShare:
         """An owner submitted a frame."""
         offer = self._offers.get(owner)
         if offer is None:
+            if len(self._offers) >= MAX_OWNERS:  # e.g. one owner per /v1/detect request: stay bounded
+                self._prune(now)
             self._offers[owner] = _Offer(0.0, 1, now, now)
             return
         offer.count += 1
@@ -93,6 +96,12 @@ class FairShare:
         if now - offer.window_start >= self.window_s:
             offer.rate = offer.count / (now - offer.window_start)
             offer.count, offer.window_start = 0, now
+
+    def _prune(self, now: float) -> None:
+        for owner in [o for o, r in self._offers.items() if now - r.last_seen > OWNER_TIMEOUT]:
+            del self._offers[owner]
+        while len(self._offers) >= MAX_OWNERS:  # all recent: forget the oldest
+            del self._offers[next(iter(self._offers))]
 
     def forget(self, owner: Hashable) -> None:
         """The owner is gone."""
@@ -105,8 +114,7 @@ class FairShare:
         fps = self.capacity.fps
         if fps is None:
             return None
-        for other in [o for o, r in self._offers.items() if now - r.last_seen > OWNER_TIMEOUT]:
-            del self._offers[other]
+        self._prune(now)
         others = [r.demand() for o, r in self._offers.items() if o is not owner]
         return water_fill(fps * UTILISATION, others)
 

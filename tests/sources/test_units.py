@@ -325,3 +325,12 @@ def test_parse_text_messages() -> None:
     assert parse_text('{"type":"ping"}', 30) == PingMsg(None)
     assert BadBase64("x", 3).frame_id == 3 and NotJpeg.code == "not_jpeg"
     assert time.monotonic() > 0
+
+
+def test_fair_share_forgets_owners_it_no_longer_sees() -> None:
+    shares = FairShare(_Known(20.0))
+    for i in range(3000):  # /v1/detect: one owner per request
+        shares.offered(object(), i * 0.001)
+    assert len(shares._offers) <= 1024
+    shares.offered("cam", 10.0)
+    assert shares.share("cam", 10.0) == 18.0 and list(shares._offers) == ["cam"]
