@@ -248,7 +248,9 @@ class Source:
             return None  # rate drops are the peer's own excess; errors say nothing about capacity
         now = time.monotonic()
         shares = self.services.scheduler.shares
-        change = self.fps.observe(processed, now, lambda: shares.share(self, now, self.fps.limit))
+        change = self.fps.observe(
+            processed, now, lambda: shares.share(self, now, self.fps.limit, self.fps.ceiling)
+        )
         if change is not None:
             self.limiter.set_rate(change.fps_limit)
         return change

@@ -66,12 +66,13 @@ class _Offer:
     count: int
     window_start: float
     last_seen: float
-    limit: float | None = None  # the owner's own fps limit, when it has one
+    limit: float | None = None  # the owner's fps limit now, when it has one
+    ceiling: float = float("inf")  # the most it may ever be given (max_fps, or the client's own fps_limit)
 
     def demand(self) -> float:
-        """What the owner would take: unbounded while it sends near its limit (it may want more)."""
+        """What the owner would take: up to its ceiling while it sends near its limit (it may want more)."""
         if self.limit is not None and self.rate >= 0.8 * self.limit:
-            return float("inf")
+            return self.ceiling
         return self.rate * 1.1
 
 
@@ -107,10 +108,12 @@ class FairShare:
         """The owner is gone."""
         self._offers.pop(owner, None)
 
-    def share(self, owner: Hashable, now: float, limit: float | None = None) -> float | None:
+    def share(
+        self, owner: Hashable, now: float, limit: float | None = None, ceiling: float = float("inf")
+    ) -> float | None:
         """Frames/s `owner` (now limited to `limit`) can count on, or None while capacity is unknown."""
         if owner in self._offers:
-            self._offers[owner].limit = limit
+            self._offers[owner].limit, self._offers[owner].ceiling = limit, ceiling
         fps = self.capacity.fps
         if fps is None:
             return None

@@ -334,3 +334,12 @@ def test_fair_share_forgets_owners_it_no_longer_sees() -> None:
     assert len(shares._offers) <= 1024
     shares.offered("cam", 10.0)
     assert shares.share("cam", 10.0) == 18.0 and list(shares._offers) == ["cam"]
+
+
+def test_fair_share_leaves_what_a_capped_session_cannot_use() -> None:
+    shares = FairShare(_Known(40.0))
+    for i in range(40):  # a client that asked for 10 fps and sends them
+        shares.offered("capped", i * 0.1)
+    shares.share("capped", 4.0, 10.0, 10.0)
+    shares.offered("cam", 4.0)
+    assert shares.share("cam", 4.0, 15.0, 30.0) == 26.0  # 36 budget - 10
