@@ -25,6 +25,7 @@ class Run:
     errors: int = 0
     answered: int = 0  # every reply, warm-up included
     loop_cpu_ms: float = float("nan")  # the server's event-loop thread CPU per answered frame
+    client_cpu_ms: float = float("nan")  # the bench's own CPU per answered frame
     latencies: list[float] = field(default_factory=list, repr=False)
     stages: list[dict[str, float]] = field(default_factory=list, repr=False)
 

@@ -52,11 +52,12 @@ def _stages(runs: dict[str, list[Run]]) -> None:
     rows = {k: v for k, v in runs.items() if k.startswith("ws") and any(r.stages for r in v)}
     if not rows:
         return
-    print(f"{'server timing_ms (median)':28}" + "".join(f"{s:>12}" for s in (*STAGE_KEYS, "loop CPU")))
+    heads = (*STAGE_KEYS, "loop CPU", "client CPU")
+    print(f"{'server timing_ms (median)':28}" + "".join(f"{s:>12}" for s in heads))
     for label, rs in rows.items():
         stages = [st for r in rs for st in r.stages]
         cells = "".join(f"{statistics.median(st[s] for st in stages):12.2f}" for s in STAGE_KEYS)
-        print(f"{label:28}{cells}{_median(rs, 'loop_cpu_ms'):12.2f}")
+        print(f"{label:28}{cells}{_median(rs, 'loop_cpu_ms'):12.2f}{_median(rs, 'client_cpu_ms'):12.2f}")
 
 
 @dataclass
