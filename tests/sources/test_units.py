@@ -343,3 +343,27 @@ def test_fair_share_leaves_what_a_capped_session_cannot_use() -> None:
     shares.share("capped", 4.0, 10.0, 10.0)
     shares.offered("cam", 4.0)
     assert shares.share("cam", 4.0, 15.0, 30.0) == 26.0  # 36 budget - 10
+
+
+@pytest.mark.parametrize("requests", [2, 3])
+async def test_overloaded_frame_waits_behind_one_frame_per_other_owner(requests: int) -> None:
+    """Three flooding owners, a FIFO device: latest wins and round-robin keep a processed frame's wait to
+    the frames already in the requests plus one completion, and every owner gets the same share."""
+    fake = FakeEngine(requests)
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
+    arrived: dict[bytes, int] = {}
+    done: list[bytes] = []
+    for tick in range(120):
+        for owner in ((0, 1, 2), (2, 0, 1), (1, 2, 0))[tick % 3]:  # every owner sends again, in turns
+            frame = f"{owner}:{tick}".encode()
+            arrived[frame] = len(done)
+            sched.submit(make_job(owner, frame), 1)
+        await settle()
+        oldest = next(f for f in fake.started if f not in done)
+        done.append(oldest)
+        fake.release(oldest)
+        await settle()
+    waits = [i + 1 - arrived[f] for i, f in enumerate(done)]
+    assert max(waits) <= requests + 1, waits
+    served = [sum(f.startswith(f"{o}:".encode()) for f in done) for o in range(3)]
+    assert max(served) - min(served) <= 1, served
