@@ -16,9 +16,10 @@ from typing import Any
 
 from ..config import load_config
 from ..events import EventHub
-from ..inference.contract import JpegFrame, Result
+from ..inference.contract import Detection, JpegFrame, Result
 from ..inference.engine import Engine
 from ..inference.frames import check_jpeg
+from ..inference.postprocess import to_detections
 from ..inference.requests import Job
 from ..observability import Observability
 from ..sources.base import Services, Source, _Slot
@@ -53,7 +54,7 @@ async def _photo_stages(engine: Engine, source: Source, photo: Photo, reps: int)
         t0 = time.perf_counter()
         slot.request.infer()
         samples["inference wall"].append((time.perf_counter() - t0) * 1e3)
-        ms, detections = _cpu_ms(engine._finish, slot, job)
+        ms, detections = _cpu_ms(_postprocess, engine, slot, job)
         samples["postprocess"].append(ms)
         result = Result(detections, (w, h), _timings())
         ms, (_, events) = _cpu_ms(source._reply, _Slot(i + 1, None, job.future, frame), result)
@@ -62,6 +63,24 @@ async def _photo_stages(engine: Engine, source: Source, photo: Photo, reps: int)
         samples["bookkeeping"].append(ms)
         job.future.cancel()
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _postprocess(engine: Engine, slot: Any, job: Job) -> list[Detection]:
+    """What the engine's completion callback does after inference (see Engine._on_done)."""
+    loaded, det = engine._loaded, engine._cfg.detection
+    assert loaded is not None and job.frame is not None
+    outputs = [slot.request.get_output_tensor(i).data for i in range(engine._num_outputs)]
+    return to_detections(
+        loaded.decoder(outputs, det.confidence),
+        loaded.info.labels,
+        job.scale,
+        job.dx,
+        job.dy,
+        (job.frame.width, job.frame.height),
+        det.iou,
+        det.max_detections,
+        None,
+    )
 
 
 def _timings() -> Any:
