@@ -110,7 +110,7 @@ class Camera:
     dropped: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list, repr=False)
-    server_ms: list[float] = field(default_factory=list, repr=False)  # timing_ms.total: arrival to result
+    stages: list[dict[str, float]] = field(default_factory=list, repr=False)  # timing_ms of processed frames
     sent_at: dict[int, float] = field(default_factory=dict, repr=False)
     order_ok: bool = True
 
@@ -132,7 +132,7 @@ async def _camera(
             if reply["type"] == "detections":
                 cam.processed += 1
                 cam.latencies.append((time.perf_counter() - cam.sent_at[reply["frame_id"]]) * 1e3)
-                cam.server_ms.append(reply["timing_ms"]["total"])
+                cam.stages.append(reply["timing_ms"])
             elif reply["type"] == "dropped":
                 cam.dropped += 1
             else:

@@ -93,8 +93,13 @@ def overload_round(r: OverloadRound) -> None:
         p50 = percentile(c.latencies, 50)
         print(
             f"camera {i}: sent {c.sent}, processed {c.processed} ({c.processed / r.seconds:.1f} fps), "
-            f"dropped {c.dropped}, errors {c.errors}, p50 {p50:.1f} ms, p99 {percentile(c.latencies, 99):.1f} ms "
-            f"(server timing_ms.total p50 {percentile(c.server_ms, 50):.1f}, p99 {percentile(c.server_ms, 99):.1f})"
+            f"dropped {c.dropped}, errors {c.errors}, p50 {p50:.1f} ms, p99 {percentile(c.latencies, 99):.1f} ms"
+        )
+        totals = [st["total"] for st in c.stages]
+        medians = ", ".join(f"{k} {percentile([st[k] for st in c.stages], 50):.1f}" for k in STAGE_KEYS[:-1])
+        print(
+            f"  server timing_ms: total p50 {percentile(totals, 50):.1f}, p99 {percentile(totals, 99):.1f}; "
+            f"medians {medians}"
         )
     ba = r.reference.get("benchmark_app throughput")
     total = sum(c.processed for c in r.cameras) / r.seconds
