@@ -49,11 +49,11 @@ class Capacity:
         self._parallel = max(1, parallel)
         self._in_flight += 1
 
-    def finished(self, now: float) -> None:
-        """A frame handed to the engine came back (result, error or given up)."""
+    def finished(self, now: float, processed: bool = True) -> None:
+        """A frame handed to the engine came back; only processed ones count (a corrupt frame fails fast)."""
         self._advance(now)
         self._in_flight = max(0, self._in_flight - 1)
-        self._done += 1
+        self._done += processed
         assert self._window_start is not None
         if now - self._window_start >= self.window_s and self._done >= 3 and self._busy > 0.05:
             self._samples.append(self._done / self._busy)

@@ -118,10 +118,12 @@ class Scheduler:
             job.outcome.add_done_callback(partial(self._finished, owner))
 
     def _finished(self, owner: Hashable, fut: asyncio.Future[Result | Dropped]) -> None:
+        processed = False
         if not fut.cancelled():
-            fut.exception()  # the source reads it; marking it retrieved keeps a closed source's errors quiet
+            # The source reads it; marking it retrieved keeps a closed source's errors quiet.
+            processed = fut.exception() is None and isinstance(fut.result(), Result)
         self._running.discard(fut)
-        self.capacity.finished(time.monotonic())
+        self.capacity.finished(time.monotonic(), processed)
         left = self._in_flight.pop(owner) - 1
         if left:
             self._in_flight[owner] = left

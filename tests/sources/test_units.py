@@ -256,6 +256,12 @@ def test_capacity_counts_busy_time_per_stream() -> None:
         cap.finished(t)
         cap.started(t, 2)
     assert cap.fps is not None and abs(cap.fps - 40.0) < 1.0
+    # Frames that fail fast (corrupt data) keep the device busy but are not capacity.
+    for _ in range(200):
+        cap.started(t, 2)
+        t += 0.002
+        cap.finished(t, processed=False)
+    assert cap.fps is not None and cap.fps < 41.0
 
 
 def test_shares_converge_when_sessions_come_and_go() -> None:
