@@ -23,7 +23,10 @@ BENCH_ENV = {
     "STREAMING_MAX_FPS": "240",
     "STREAMING_DEFAULT_FPS": "240",
     "EDGE_AGENT_STREAMING__ADAPTIVE_FPS": "false",
-    "EDGE_AGENT_STREAMING__MAX_SESSIONS": "256",  # the memory figure opens 200 idle sessions
+    # The memory figure opens 200 idle sessions, all from this one loopback peer.
+    "EDGE_AGENT_STREAMING__MAX_SESSIONS": "256",
+    "EDGE_AGENT_SERVER__MAX_SESSIONS_PER_PEER": "256",
+    "EDGE_AGENT_SERVER__MAX_CONNECTIONS_PER_PEER": "512",
     "EDGE_AGENT_MDNS__ENABLED": "false",
 }
 
