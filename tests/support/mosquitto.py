@@ -161,6 +161,15 @@ class Broker:
         threading.Thread(target=pump, daemon=True).start()
         if not ready.wait(10):
             pytest.fail("mosquitto did not start:\n" + "\n".join(self.log))
+        deadline = time.monotonic() + 10
+        while True:  # the log line comes just before listen(): confirm with a connection
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("mosquitto does not accept connections:\n" + "\n".join(self.log))
+                time.sleep(0.02)
 
     def stop(self) -> None:
         """SIGTERM (it saves its persistent sessions) and wait."""
@@ -190,7 +199,9 @@ class Subscriber:
         user: tuple[str, str] | None = None,
         certs: Certs | None = None,
         persistent: bool = False,
+        qos: int = 1,
     ) -> None:
+        self._qos = qos
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self._topic = topic
@@ -216,7 +227,7 @@ class Subscriber:
     def _on_connect(
         self, client: paho.Client, userdata: object, flags: object, rc: object, props: object = None
     ) -> None:
-        client.subscribe(self._topic, qos=1)
+        client.subscribe(self._topic, qos=self._qos)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._cond:
