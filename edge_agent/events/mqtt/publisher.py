@@ -52,6 +52,7 @@ class Publisher:
         self._cursor = 0
         self._health_at = 0.0
         self._health_sig: tuple[Any, ...] | None = None
+        self._availability = service.topics.availability
 
     async def run(self) -> None:
         """Stay connected while enabled; back off (0.25 s doubling to reconnect_max) after failures."""
@@ -109,7 +110,8 @@ class Publisher:
             svc.connects += 1
             log.info("MQTT: connected to %s:%d as %s", cfg.host, cfg.port, svc.topics.prefix)
             self._cursor = 0
-            await self._send(client, Message(svc.topics.availability, b"online", True))
+            self._availability = svc.topics.availability
+            await self._send(client, Message(self._availability, b"online", True))
             await self._announce(client, cfg)
             watch = asyncio.create_task(self._watch(client))
             pump = asyncio.create_task(self._pump(client))
@@ -170,8 +172,8 @@ class Publisher:
             await self._health(client)
             if svc.rediscover:
                 await self._announce(client, svc.cfg)
-            if svc.reconnect.is_set():
-                await self._send(client, Message(svc.topics.availability, b"offline", True))
+            if svc.reconnect.is_set():  # new settings: offline under the prefix this connection announced
+                await self._send(client, Message(self._availability, b"offline", True))
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(svc.wakeup.wait(), HEALTH_POLL)
@@ -203,5 +205,5 @@ class Publisher:
             async with asyncio.timeout(FLUSH_ON_STOP):
                 await self.svc.async_store()
                 await self._drain_outbox(client)
-        await self._send(client, Message(self.svc.topics.availability, b"offline", True))
+        await self._send(client, Message(self._availability, b"offline", True))
         log.info("MQTT: published offline; disconnecting (version %s)", __version__)
