@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 import simplejpeg
-from aiohttp.test_utils import TestClient
 
 from edge_agent.events.mqtt import MQTT
 from tests.support.agent import AgentProcess, agent_cache, write_config
+from tests.support.hazard_frames import hazard_cycles
 from tests.support.mosquitto import Broker, Certs, Received, Subscriber
-from tests.support.streams import Serve, eventually, next_json, ov_cache, serve
+from tests.support.streams import Serve, eventually, ov_cache, serve
 
 __all__ = ["agent_cache", "ov_cache", "serve"]
 
@@ -48,30 +47,6 @@ def mqtt_overrides(broker: Broker, tmp_path: Path, **extra: Any) -> dict[str, An
         "mqtt__reconnect_max": 0.5,
         **extra,
     }
-
-
-async def detect(ws: aiohttp.ClientWebSocketResponse, jpeg: bytes) -> dict[str, Any]:
-    """One frame answered with detections (frames dropped for rate are sent again)."""
-    while True:
-        await ws.send_bytes(jpeg)
-        reply = await next_json(ws)
-        if reply["type"] == "detections":
-            return reply
-
-
-async def hazard_cycles(
-    client: TestClient[Any, Any], photos: dict[str, bytes], cycles: int, source: str
-) -> None:
-    """Start and end the default person rule `cycles` times (2 frames with people, 5 without)."""
-    async with client.session.ws_connect(client.make_url(f"/stream/detection?client_id={source}")) as ws:
-        await next_json(ws)
-        await ws.send_json({"type": "config", "fps_limit": 240})
-        await next_json(ws)
-        for _ in range(cycles):
-            for _ in range(2):
-                assert (await detect(ws, photos["bus"]))["hazards"]
-            for _ in range(5):
-                assert not (await detect(ws, photos["coffee"]))["hazards"]
 
 
 def events_of(messages: list[Received], prefix: str) -> list[dict[str, Any]]:

@@ -214,7 +214,7 @@ class Subscriber:
             self.client.tls_set(
                 ca_certs=str(certs.ca), certfile=str(certs.client_cert), keyfile=str(certs.client_key)
             )
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._subscribed = threading.Event()

@@ -1,0 +1,44 @@
+"""GET /v1/events and the snapshot endpoint on a real server: token rules, paging, filters, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import simplejpeg
+
+from tests.support.hazard_frames import hazard_cycles
+from tests.support.streams import Serve, ov_cache, serve
+
+__all__ = ["ov_cache", "serve"]
+
+
+async def test_history_pages_filters_snapshots_and_token(
+    serve: Serve, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    client = await serve(server__token="t0ken", streaming__max_fps=240.0)
+    auth = {"Authorization": "Bearer t0ken"}
+    assert (await client.get("/v1/events")).status == 401
+    assert (await client.get("/v1/events?token=wrong")).status == 401
+    await hazard_cycles(client, photos, 2, "cam-1", token="t0ken")
+    await hazard_cycles(client, photos, 1, "cam-2", token="t0ken")
+    body = await (await client.get("/v1/events?limit=4", headers=auth)).json()
+    first = body["events"]
+    assert [e["source"] for e in first] == ["cam-2", "cam-2", "cam-1", "cam-1"] and body["next"] is not None
+    more = await (await client.get(f"/v1/events?limit=4&before={body['next']}", headers=auth)).json()
+    assert [e["state"] for e in more["events"]] == ["ended", "started"] and more["next"] is None
+    seqs = [e["seq"] for e in first + more["events"]]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 6
+    only = await (await client.get("/v1/events?source=cam-1&rule=person", headers=auth)).json()
+    assert len(only["events"]) == 4 and {e["source"] for e in only["events"]} == {"cam-1"}
+    assert (await (await client.get("/v1/events?rule=nope", headers=auth)).json())["events"] == []
+    start = next(e for e in first if e["state"] == "started")
+    url = f"/v1/events/{start['snapshot']}/snapshot.jpg"
+    assert (await client.get(url)).status == 401
+    resp = await client.get(url, headers=auth)
+    assert resp.status == 200
+    assert simplejpeg.decode_jpeg(await resp.read()).shape[:2] == (1080, 810)
+    for bad in ("limit=0", "limit=201", "limit=x", "before=y", "source=" + "s" * 129):
+        assert (await client.get(f"/v1/events?{bad}", headers=auth)).status == 400, bad
+    assert (await client.get("/v1/events/..%2F..%2Fetc/snapshot.jpg", headers=auth)).status in (400, 404)
+    assert (await client.get("/v1/events/0123456789abcdef/snapshot.jpg", headers=auth)).status == 404
+    assert (await client.get("/v1/events/XYZ/snapshot.jpg", headers=auth)).status == 400
