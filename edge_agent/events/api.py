@@ -84,7 +84,7 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         log.error("hazard history disabled: cannot open %s: %s", history.db_path.parent, exc)
         history.last_error = str(exc)
         yield
-        await asyncio.to_thread(history.disk.close)
+        await asyncio.to_thread(history.close_workers)
         return
     remove = app[EVENTS].add_sink(history.sink)
     task = asyncio.create_task(history.run(), name="hazard-history")
@@ -95,13 +95,14 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
     await history.async_flush()
     await history.disk.run(history.close)
-    await asyncio.to_thread(history.disk.close)
+    await asyncio.to_thread(history.close_workers)
 
 
 def setup_history(app: web.Application) -> HazardHistory:
     """Register the hazard history, its routes and its cleanup context."""
-    disk = DiskWorker()
-    history = app[HISTORY] = HazardHistory(app[AGENT].config.events, disk)
+    history = app[HISTORY] = HazardHistory(
+        app[AGENT].config.events, DiskWorker("db"), DiskWorker("snapshots")
+    )
     app.router.add_get("/v1/events", events_list)
     app.router.add_get("/v1/events/{id}/snapshot.jpg", snapshot_jpg)
     app.cleanup_ctx.append(history_ctx)

@@ -1,4 +1,4 @@
-"""One long-lived worker thread for the events' disk I/O (SQLite, snapshot files): never on the loop."""
+"""Long-lived worker threads for the events' disk I/O (SQLite; snapshot files): never on the loop."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ T = TypeVar("T")
 class DiskWorker:
     """Runs blocking calls one after another on a single thread, so writes keep their order."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-agent-disk")
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"edge-agent-{name}")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run fn(*args, **kwargs) on the worker thread and await its result."""

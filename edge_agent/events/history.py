@@ -69,9 +69,12 @@ class Page:
 class HazardHistory:
     """Records hazard events and their snapshots off the loop; serves them back for the API and brokers."""
 
-    def __init__(self, cfg: EventsConfig, disk: DiskWorker) -> None:
+    def __init__(self, cfg: EventsConfig, disk: DiskWorker, render: DiskWorker) -> None:
         self.cfg = cfg
-        self.disk = disk
+        self.disk = disk  # SQLite: the history and the MQTT outbox
+        self.render = (
+            render  # snapshots: decode, draw, encode, files (CPU-heavy; kept off the database's thread)
+        )
         root = cfg.state_path()
         self.db_path = root / "history.db"
         self.snapshots = SnapshotDir(root / "snapshots", cfg.snapshot_max_count, cfg.snapshot_max_bytes)
@@ -86,11 +89,11 @@ class HazardHistory:
     def _open(self) -> None:
         self._db = open_db(self.db_path)
         self._db.executescript(_SCHEMA)
-        self.snapshots.open()
 
     async def async_open(self) -> None:
-        """Open the database and index the snapshot directory (on the worker)."""
+        """Open the database and index the snapshot directory (on the workers)."""
         await self.disk.run(self._open)
+        await self.render.run(self.snapshots.open)
 
     def sink(self, event: Event) -> None:
         """Hub sink: queue hazard events for the writer (never blocks)."""
@@ -114,15 +117,15 @@ class HazardHistory:
             batch = list(self._pending)
             self._pending.clear()
             try:
-                await self.disk.run(self._write, batch)
+                snapshots = await self.render.run(self._render, batch)
+                await self.disk.run(self._insert, batch, snapshots)
             except (OSError, sqlite3.Error) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("hazard history: cannot write %d events: %s", len(batch), exc)
 
-    def _write(self, batch: list[HazardEvent]) -> None:
-        if self._db is None:
-            return
-        rows = []
+    def _render(self, batch: list[HazardEvent]) -> list[str | None]:
+        """Save the snapshots of the starts in a batch (render worker); their ids, None where none was saved."""
+        saved: list[str | None] = []
         for ev in batch:
             snapshot = None
             if ev.snapshot is not None and ev.frame is not None and self.cfg.snapshots:
@@ -132,6 +135,14 @@ class HazardHistory:
                     self.saved += 1
                 except (OSError, ValueError) as exc:  # ValueError: simplejpeg could not decode the frame
                     log.warning("snapshot of %s/%s not saved: %s", ev.source_id, ev.rule, exc)
+            saved.append(snapshot)
+        return saved
+
+    def _insert(self, batch: list[HazardEvent], snapshots: list[str | None]) -> None:
+        if self._db is None:
+            return
+        rows = []
+        for ev, snapshot in zip(batch, snapshots, strict=True):
             row = event_row(ev, snapshot)
             rows.append(
                 (
@@ -178,26 +189,37 @@ class HazardHistory:
         keys = ("seq", "id", "source", "rule", "state", "time", "frame_id", "reason")
         body = dict(zip(keys, r[:8], strict=True))
         body["detections"] = json.loads(r[8])
-        snapshot = r[9] if r[9] is not None and self.snapshots.file(r[9]) is not None else None
-        body["snapshot"] = snapshot
+        body["snapshot"] = r[9]
         body["image_size"] = json.loads(r[10]) if r[10] else None
         return body
 
     async def async_page(self, source: str | None, rule: str | None, before: int | None, limit: int) -> Page:
         """Recent events, newest first, optionally of one source and/or rule, before a cursor."""
         await self.async_flush()
-        return await self.disk.run(self._page, source, rule, before, limit)
+        page = await self.disk.run(self._page, source, rule, before, limit)
+        kept = await self.render.run(
+            lambda: {e["snapshot"] for e in page.events if self.snapshots.file(e["snapshot"] or "")}
+        )
+        for e in page.events:
+            if e["snapshot"] not in kept:
+                e["snapshot"] = None  # removed by the directory's bound
+        return page
 
     async def async_snapshot(self, snapshot_id: str) -> bytes | None:
         """A snapshot's JPEG bytes, None when unknown or removed."""
         await self.async_flush()
-        return await self.disk.run(self.snapshots.read, snapshot_id)
+        return await self.render.run(self.snapshots.read, snapshot_id)
 
     def close(self) -> None:
         """Close the database (worker thread)."""
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def close_workers(self) -> None:
+        """Finish queued work and stop both threads (blocking: from a thread)."""
+        self.disk.close()
+        self.render.close()
 
 
 HISTORY: web.AppKey[HazardHistory] = web.AppKey("history", HazardHistory)

@@ -55,6 +55,9 @@ def config(d: Path, cache: Path, broker: Broker, mqtt: bool) -> Path:
     return cfg
 
 
+kinds: dict[str, int] = {}
+
+
 async def _source(port: int, shots: dict[str, bytes], name: str, until: float, counts: list[int]) -> None:
     url = f"http://127.0.0.1:{port}/stream/detection?client_id={name}"
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
@@ -64,9 +67,10 @@ async def _source(port: int, shots: dict[str, bytes], name: str, until: float, c
         i = 0
         while time.monotonic() < until:
             await ws.send_bytes(shots["bus" if i % 2 == 0 else "cat"])
-            while (await ws.receive_json())["type"] not in ("detections", "dropped", "error"):
+            while (kind := (await ws.receive_json())["type"]) not in ("detections", "dropped", "error"):
                 pass
-            i += 1
+            i += kind == "detections"
+            kinds[kind] = kinds.get(kind, 0) + 1
         counts.append(i)
 
 
@@ -114,11 +118,12 @@ def main(argv: list[str]) -> int:
                     agent.wait_listening()
                     stream(agent, shots, 1, 2.0)  # warm-up
                     before = len(sub.messages)
+                    kinds.clear()
                     frames, cpu, wall = stream(agent, shots, args.sources, args.seconds)
                     print(
                         f"mqtt {'on ' if mqtt else 'off'}: {args.sources} sources, {frames} frames in {wall:.1f}s "
                         f"({frames / wall:.1f} fps), agent CPU {cpu:.2f}s = {100 * cpu / wall:.0f}% of one core, "
-                        f"{1000 * cpu / max(frames, 1):.2f} ms/frame"
+                        f"{1000 * cpu / max(frames, 1):.2f} ms/frame; replies {kinds}"
                     )
                     if mqtt:
                         time.sleep(2.0)  # let the last events arrive before counting
@@ -167,7 +172,7 @@ def outage(agent: AgentProcess, broker: Broker, sub: Subscriber, shots: dict[str
     unique = list(dict.fromkeys(got))
     print(
         f"store-and-forward: {args.outage:.0f}s outage, {len(happened)} events ({buffered} messages, "
-        f"{bytes_ / 1e6:.1f} MB incl. snapshots) buffered, all delivered {took:.2f}s after the broker came back; "
+        f"{bytes_ / 1e3:.0f} kB; snapshots are read from their directory at send time) buffered, all delivered {took:.2f}s after the broker came back; "
         f"in order: {unique == [e['id'] for e in happened]}; duplicates (QoS 1): {len(got) - len(unique)}"
     )
 

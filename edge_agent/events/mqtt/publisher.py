@@ -53,6 +53,7 @@ class Publisher:
         self._health_at = 0.0
         self._health_sig: tuple[Any, ...] | None = None
         self._availability = service.topics.availability
+        self._health_checked = 0.0
 
     async def run(self) -> None:
         """Stay connected while enabled; back off (0.25 s doubling to reconnect_max) after failures."""
@@ -157,7 +158,7 @@ class Publisher:
         for topic, payload in wanted.items():
             await self._send(client, Message(topic, payload, True))
         await svc.disk.run(svc.outbox.remember, "discovery", set(wanted), before - wanted.keys())
-        self._health_at = 0.0
+        self._health_at = self._health_checked = 0.0
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         svc = self.svc
@@ -193,8 +194,12 @@ class Publisher:
                 self._cursor = m.seq
 
     async def _health(self, client: aiomqtt.Client) -> None:
+        now = time.monotonic()
+        if now - self._health_checked < HEALTH_POLL:  # the document costs ~1 ms: not on every wakeup
+            return
+        self._health_checked = now
         doc = self.svc.host.health()
-        sig, now = _signature(doc), time.monotonic()
+        sig = _signature(doc)
         if sig != self._health_sig or now - self._health_at >= self.svc.cfg.health_interval:
             self._health_sig, self._health_at = sig, now
             await self._send(client, Message(self.svc.topics.health, json.dumps(doc).encode(), True))
