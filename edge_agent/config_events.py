@@ -81,6 +81,12 @@ class MqttConfig(_Section):
         "homeassistant", min_length=1, description="Home Assistant discovery prefix."
     )
     snapshots: bool = Field(True, description="Publish each hazard's snapshot (binary, retained per source).")
+    forget_sources_after: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds after a source was last seen when its Home Assistant entities and retained "
+        "topics are removed; 0 = keep them.",
+    )
     queue_max_events: int = Field(
         10_000,
         ge=1,

@@ -231,3 +231,42 @@ def test_tls_client_certificate_and_last_will(tmp_path: Path, agent_cache: Path)
         agent.kill()
         sub.close()
         broker.stop()
+
+
+async def test_a_source_gone_past_forget_sources_after_loses_its_entities(
+    serve: Serve, broker: Broker, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    sub = Subscriber(broker, user=USER)
+    try:
+        client = await serve(**mqtt_overrides(broker, tmp_path, mqtt__forget_sources_after=1.0))
+        prefix = client.app[MQTT].topics.prefix
+        await hazard_cycles(client, photos, 1, "cam-gone")  # connects, starts and ends a hazard, disconnects
+        configs = await sub.until(
+            lambda ms: (
+                len([m for m in ms if "cam-gone" in m.topic and m.topic.startswith("homeassistant/")]) == 4
+            )
+        )
+        entity_topics = {
+            m.topic for m in configs if "cam-gone" in m.topic and m.topic.startswith("homeassistant/")
+        }
+        retained = {
+            f"{prefix}/cam-gone/hazard/person",
+            f"{prefix}/cam-gone/stats",
+            f"{prefix}/cam-gone/snapshot",
+        }
+
+        def cleared(ms: list[Received]) -> bool:
+            empty = {m.topic for m in ms if m.payload == b""}
+            return entity_topics | retained <= empty
+
+        await sub.until(cleared, timeout=15)
+        assert "cam-gone" not in client.app[MQTT].sources
+        # Nothing of it is left retained for Home Assistant to find.
+        late = Subscriber(broker, user=USER)
+        try:
+            got = await late.until(lambda ms: any(m.topic == f"{prefix}/availability" for m in ms))
+            assert not [m.topic for m in got if "cam-gone" in m.topic]
+        finally:
+            late.close()
+    finally:
+        sub.close()

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS discovery (topic TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, seen REAL NOT NULL);
 """
 
 
@@ -101,18 +101,27 @@ class Outbox:
             self.count -= 1
             self.bytes -= row[0]
 
-    def known(self, table: str) -> set[str]:
-        """Rows of the 'discovery' (topics published) or 'sources' (sources seen) table."""
-        column = "topic" if table == "discovery" else "source"
-        return {r[0] for r in self._conn().execute(f"SELECT {column} FROM {table}")}
+    def discovered(self) -> set[str]:
+        """Discovery topics published so far (to remove what is no longer wanted)."""
+        return {r[0] for r in self._conn().execute("SELECT topic FROM discovery")}
 
-    def remember(self, table: str, add: set[str], remove: set[str]) -> None:
-        """Update the 'discovery' or 'sources' table."""
-        column = "topic" if table == "discovery" else "source"
+    def remember_discovery(self, add: set[str], remove: set[str]) -> None:
+        """Update the published discovery topics."""
         db = self._conn()
         with db:
-            db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", [(v,) for v in add])
-            db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(v,) for v in remove])
+            db.executemany("INSERT OR IGNORE INTO discovery VALUES (?)", [(v,) for v in add])
+            db.executemany("DELETE FROM discovery WHERE topic = ?", [(v,) for v in remove])
+
+    def sources(self) -> dict[str, float]:
+        """Sources seen, with when they were last seen (wall clock)."""
+        return dict(self._conn().execute("SELECT source, seen FROM sources").fetchall())
+
+    def remember_sources(self, seen: dict[str, float], forget: set[str]) -> None:
+        """Record when sources were seen; forget the expired ones."""
+        db = self._conn()
+        with db:
+            db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?)", list(seen.items()))
+            db.executemany("DELETE FROM sources WHERE source = ?", [(v,) for v in forget])
 
     def close(self) -> None:
         """Close the database."""

@@ -152,12 +152,12 @@ class Publisher:
                     discovery.source_configs(device, svc.topics, cfg.discovery_prefix, source, rules)
                 )
             wanted = discovery.encode(configs)
-        before = await svc.disk.run(svc.outbox.known, "discovery")
+        before = await svc.disk.run(svc.outbox.discovered)
         for topic in sorted(before - wanted.keys()):
             await self._send(client, Message(topic, b"", True))
         for topic, payload in wanted.items():
             await self._send(client, Message(topic, payload, True))
-        await svc.disk.run(svc.outbox.remember, "discovery", set(wanted), before - wanted.keys())
+        await svc.disk.run(svc.outbox.remember_discovery, set(wanted), before - wanted.keys())
         self._health_at = self._health_checked = 0.0
 
     async def _pump(self, client: aiomqtt.Client) -> None:
@@ -198,6 +198,7 @@ class Publisher:
         if now - self._health_checked < HEALTH_POLL:  # the document costs ~1 ms: not on every wakeup
             return
         self._health_checked = now
+        self.svc.expire(time.time())
         doc = self.svc.host.health()
         sig = _signature(doc)
         if sig != self._health_sig or now - self._health_at >= self.svc.cfg.health_interval:

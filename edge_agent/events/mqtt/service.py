@@ -57,8 +57,10 @@ class MqttService:
         self._incoming: list[Message] = []
         self._stored = asyncio.Event()
         self._rates: dict[str, SourceRate] = {}
-        self.sources: set[str] = set()
-        self.new_sources: set[str] = set()
+        self.sources: dict[str, float] = {}  # every source seen -> when last seen (wall clock)
+        self.streaming: set[str] = set()  # sources connected now
+        self._seen: dict[str, float] = {}
+        self._forgotten: set[str] = set()
         self.wakeup = asyncio.Event()
         self.reconnect = asyncio.Event()
         self.rediscover = False
@@ -74,7 +76,7 @@ class MqttService:
     def open(self) -> None:
         """Open the outbox and load the sources seen before (worker thread)."""
         self.outbox.open()
-        self.sources = self.outbox.known("sources")
+        self.sources = self.outbox.sources()
         self.opened = True
 
     # -- the hub sink (on the loop, never blocks) -----------------------------------------------------------
@@ -87,8 +89,8 @@ class MqttService:
             self._detections(payload)
         elif isinstance(payload, HazardEvent):
             self._store(self._hazard_messages(payload))
-        elif isinstance(payload, SourceEvent) and payload.state == "connected":
-            self._source_seen(payload.source_id)
+        elif isinstance(payload, SourceEvent):
+            self._source_seen(payload.source_id, payload.state == "connected")
 
     def _detections(self, ev: DetectionsEvent) -> None:
         now = time.monotonic()
@@ -121,16 +123,45 @@ class MqttService:
             messages.append(Message(topics.snapshot(ev.source_id), b"", True, snapshot))
         return messages
 
-    def _source_seen(self, source: str) -> None:
-        if source in self.sources:
+    def _source_seen(self, source: str, connected: bool) -> None:
+        if connected:
+            self.streaming.add(source)
+        else:
+            self.streaming.discard(source)
+        new = source not in self.sources
+        self.sources[source] = self._seen[source] = time.time()
+        self._forgotten.discard(source)
+        self._stored.set()  # persist when it was seen
+        if not new:
             return
-        self.sources.add(source)
-        self.new_sources.add(source)
         # The first OFF goes through the outbox, so it can never overtake a later ON.
         rules = [r.name for r in self.config().hazards]
         self._store([Message(self.topics.hazard(source, r), b"OFF", True) for r in rules])
         self.rediscover = True  # its entities, announced by the publisher
         self.wakeup.set()
+
+    def expire(self, now: float) -> None:
+        """Forget sources gone for longer than forget_sources_after: entities and retained topics removed."""
+        after = self.cfg.forget_sources_after
+        if after <= 0:
+            return
+        gone = [
+            (s, seen) for s, seen in self.sources.items() if s not in self.streaming and now - seen > after
+        ]
+        for source, seen in gone:
+            del self.sources[source]
+            self._seen.pop(source, None)
+            self._forgotten.add(source)
+            t = self.topics
+            topics = [t.hazard(source, r.name) for r in self.config().hazards] + [
+                t.stats(source),
+                t.snapshot(source),
+            ]
+            self._store(
+                [Message(topic, b"", True) for topic in topics]
+            )  # an empty retained message clears it
+            self.rediscover = True
+            log.info("MQTT: forgot source %s (not seen for %.0fs)", source, now - seen)
 
     def _store(self, messages: list[Message]) -> None:
         self._incoming.extend(messages)
@@ -146,13 +177,14 @@ class MqttService:
 
     async def async_store(self) -> None:
         """Store everything queued now."""
-        while self._incoming and self.opened:
+        while (self._incoming or self._seen or self._forgotten) and self.opened:
             batch, self._incoming = self._incoming, []
             try:
-                dropped = await self.disk.run(self.outbox.put, batch)
-                if self.new_sources:
-                    new, self.new_sources = self.new_sources, set()
-                    await self.disk.run(self.outbox.remember, "sources", new, set())
+                dropped = await self.disk.run(self.outbox.put, batch) if batch else 0
+                if self._seen or self._forgotten:
+                    seen, forgotten = self._seen, self._forgotten
+                    self._seen, self._forgotten = {}, set()
+                    await self.disk.run(self.outbox.remember_sources, seen, forgotten)
             except sqlite3.Error as exc:
                 self.last_error = f"outbox: {exc}"
                 log.error("MQTT outbox: cannot store %d messages: %s", len(batch), exc)
