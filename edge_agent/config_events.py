@@ -81,6 +81,11 @@ class MqttConfig(_Section):
         "homeassistant", min_length=1, description="Home Assistant discovery prefix."
     )
     snapshots: bool = Field(True, description="Publish each hazard's snapshot (binary, retained per source).")
+    untracked_sources: str = Field(
+        r"client-[0-9a-f]{8}",
+        description="Regex of source ids that get only <prefix>/events messages: no entities, no retained "
+        "topics (default: the ids the server makes up for WebSocket clients without a client_id).",
+    )
     forget_sources_after: float = Field(
         0.0,
         ge=0,
@@ -112,6 +117,15 @@ class MqttConfig(_Section):
     def _readable(cls, value: str | None) -> str | None:
         if value is not None and not os.access(value, os.R_OK):
             raise ValueError(f"cannot read {value}")
+        return value
+
+    @field_validator("untracked_sources")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -261,6 +261,14 @@ async def test_a_source_gone_past_forget_sources_after_loses_its_entities(
 
         await sub.until(cleared, timeout=15)
         assert "cam-gone" not in client.app[MQTT].sources
+        # A client without a client_id (server-made id): its events, but no entities and nothing retained.
+        await hazard_cycles(client, photos, 1, "client-0123abcd")
+        got = await sub.until(
+            lambda ms: len([e for e in events_of(ms, prefix) if e["source"] == "client-0123abcd"]) == 2
+        )
+        assert not [
+            m.topic for m in got if "client-0123abcd" in m.topic and not m.topic.endswith("/detections")
+        ]
         # Nothing of it is left retained for Home Assistant to find.
         late = Subscriber(broker, user=USER)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections import deque
@@ -26,6 +27,9 @@ from .topics import SourceRate, Topics, compact, detections_payload
 log = logging.getLogger(__name__)
 
 LIVE_MAX = 1000  # detection summaries waiting for a connection; older ones are dropped (not kept on disk)
+MAX_SOURCES = (
+    256  # sources with entities and retained topics; peers choose ids, so the broker's share is bounded
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,9 @@ class MqttService:
         if now - rate.last < self.cfg.detections_interval:
             return
         self._live(Message(self.topics.detections(ev.source_id), detections_payload(ev)))
-        self._live(Message(self.topics.stats(ev.source_id), compact(rate.take(now)), retain=True))
+        stats = compact(rate.take(now))
+        if ev.source_id in self.sources:
+            self._live(Message(self.topics.stats(ev.source_id), stats, retain=True))
 
     def _live(self, message: Message) -> None:
         if len(self.live) == self.live.maxlen:
@@ -115,10 +121,12 @@ class MqttService:
         keep_snapshot = ev.snapshot is not None and self.history.cfg.snapshots
         snapshot = ev.snapshot if keep_snapshot else None
         topics = self.topics
-        messages = [
-            Message(topics.events, compact(event_row(ev, snapshot))),
-            Message(topics.hazard(ev.source_id, ev.rule), b"ON" if ev.state == "started" else b"OFF", True),
-        ]
+        messages = [Message(topics.events, compact(event_row(ev, snapshot)))]
+        if ev.source_id not in self.sources:
+            return messages  # untracked: no retained state
+        messages.append(
+            Message(topics.hazard(ev.source_id, ev.rule), b"ON" if ev.state == "started" else b"OFF", True)
+        )
         if snapshot is not None and self.cfg.snapshots:
             messages.append(Message(topics.snapshot(ev.source_id), b"", True, snapshot))
         return messages
@@ -129,6 +137,8 @@ class MqttService:
         else:
             self.streaming.discard(source)
         new = source not in self.sources
+        if new and (len(self.sources) >= MAX_SOURCES or re.fullmatch(self.cfg.untracked_sources, source)):
+            return
         self.sources[source] = self._seen[source] = time.time()
         self._forgotten.discard(source)
         self._stored.set()  # persist when it was seen
@@ -165,6 +175,10 @@ class MqttService:
 
     def _store(self, messages: list[Message]) -> None:
         self._incoming.extend(messages)
+        over = len(self._incoming) - self.cfg.queue_max_events
+        if over > 0:  # the disk is not keeping up (or the outbox could not be opened): same bound as on disk
+            del self._incoming[:over]
+            self.outbox.dropped += over
         self._stored.set()
 
     # -- the outbox writer ----------------------------------------------------------------------------------
