@@ -35,7 +35,6 @@ def _entity(device: Device, topics: Topics, uid: str, name: str, **fields: Any) 
     return {
         "name": name,
         "unique_id": f"edge_agent_{device.agent_id}_{uid}",
-        "object_id": f"edge_agent_{object_id(device.agent_id, uid)}",
         "availability_topic": topics.availability,
         "payload_available": "online",
         "payload_not_available": "offline",
