@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,27 @@ def test_file_sd_of_a_two_agent_fleet(namespaces: tuple[str, str], tmp_path: Pat
             [promtool, "check", "config", str(conf)], capture_output=True, text=True, check=False
         )
         assert check.returncode == 0, check.stdout + check.stderr
+
+        # --watch: when an agent leaves (SIGTERM sends mDNS goodbyes) the file is rewritten without it.
+        watch = [*cmd[:-1], "2", "--watch"]
+        watcher = subprocess.Popen(
+            ["ip", "netns", "exec", namespaces[1], *watch], stderr=subprocess.PIPE, text=True
+        )
+        deadline = threading.Timer(60, watcher.kill)  # never hang on a watcher that does not rewrite
+        deadline.start()
+        try:
+            procs[0].signal(signal.SIGTERM)
+            assert procs[0].wait_exit(30) == 0
+            assert watcher.stderr is not None
+            for line in watcher.stderr:  # one line per rewrite: "<file>: N agents"
+                if line.strip().endswith(": 1 agents"):
+                    break
+            groups = json.loads(sd.read_text())
+            assert [g["targets"][0] for g in groups] == [f"{B_IP}:8080"]
+        finally:
+            deadline.cancel()
+            watcher.terminate()
+            watcher.wait(10)
     finally:
         for p in procs:
             p.kill()
