@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -80,7 +81,7 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     history = app[HISTORY]
     try:
         await history.async_open()
-    except OSError as exc:  # the agent still serves detection without a writable state directory
+    except (OSError, sqlite3.Error) as exc:  # detection still works without a usable state directory
         log.error("hazard history disabled: cannot open %s: %s", history.db_path.parent, exc)
         history.last_error = str(exc)
         yield
