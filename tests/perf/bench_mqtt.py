@@ -45,7 +45,7 @@ def config(d: Path, cache: Path, broker: Broker, mqtt: bool) -> Path:
     cfg = write_config(
         d / ("on.toml" if mqtt else "off.toml"),
         cache,
-        streaming={"max_fps": 240.0, "max_sessions": 16},
+        streaming={"max_fps": 240.0, "max_sessions": 16, "target_latency_ms": 60000.0},  # no adaptive drops
         mqtt={"enabled": mqtt, "host": "127.0.0.1", "port": broker.port, "reconnect_max": 0.5},
         events={"state_dir": str(d / ("state-on" if mqtt else "state-off"))},
     )
