@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .config_events import EventsConfig, MqttConfig
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
@@ -279,6 +280,8 @@ class Config(_Section):
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Hazard history and snapshots.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and Home Assistant.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

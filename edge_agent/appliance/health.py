@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..access import any_token_ok, deny, exposure_warning
+from ..events.mqtt import mqtt_checks
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
 from .runtime import APPLIANCE
@@ -211,7 +212,13 @@ def overall(checks: dict[str, list[Check]]) -> str:
 
 def health_document(app: web.Application) -> dict[str, Any]:
     """The /healthz body."""
-    checks = {**engine_checks(app), **session_checks(app), **system_checks(app), **exposure_checks(app)}
+    checks = {
+        **engine_checks(app),
+        **session_checks(app),
+        **system_checks(app),
+        **exposure_checks(app),
+        **mqtt_checks(app),
+    }
     status = overall(checks)
     if app[APPLIANCE].lifecycle.stopping.is_set():
         status = "fail"

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..config import Config, LoadedConfig, load_config
 from ..errors import ConfigError, EdgeAgentError
+from ..events.mqtt import MQTT
 from ..inference.engine import Engine
 from ..runtime import AGENT
 from .lifecycle import attach_engine
@@ -88,6 +89,8 @@ async def reload_config(app: web.Application) -> bool:
     else:
         app[AGENT].loaded = new
     life.reloads += 1
+    if MQTT in app:
+        app[MQTT].reconfigure()  # reconnects only when [mqtt] changed; the streams are not touched
     return _finish(app, error=None)
 
 

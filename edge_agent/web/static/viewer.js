@@ -1,5 +1,6 @@
 // Entry point: the server facts header and the wiring of the live and observer views to the page's controls.
 
+import { RecentHazards } from './hazards.js';
 import { LiveView } from './live.js';
 import { ObserverView } from './observer.js';
 import { Tokens, setText } from './ui.js';
@@ -39,11 +40,13 @@ const live = new LiveView({
   },
 });
 const observer = new ObserverView({ tokens });
+const recent = new RecentHazards({ tokens, list: $('recent-list') });
 
 // State the page exposes for dashboards, scripts and tests.
 const exposed = { info: null };
 Object.defineProperty(exposed, 'live', { get: () => live.state, enumerable: true });
 Object.defineProperty(exposed, 'observer', { get: () => observer.state, enumerable: true });
+Object.defineProperty(exposed, 'recent', { get: () => recent.state, enumerable: true });
 window.edgeViewer = exposed;
 
 async function loadInfo() {
@@ -93,6 +96,7 @@ function wire() {
 
 wire();
 loadInfo();
+recent.start();
 if (params.get('observe')) {
   $('observe-id').value = params.get('observe');
   observer.start(params.get('observe'));
