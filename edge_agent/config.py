@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .camera_config import Cameras
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
@@ -201,6 +202,7 @@ class Config(_Section):
         description="Hazard rules evaluated on every frame.",
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
+    cameras: Cameras = Field(default_factory=list, description="Cameras the box pulls frames from itself.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")

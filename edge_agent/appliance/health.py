@@ -14,6 +14,7 @@ from .. import __version__
 from ..access import deny, token_ok
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from ..sources.cameras import CAMERAS, camera_checks
 from .runtime import APPLIANCE
 
 HEALTH_JSON = "application/health+json"
@@ -190,7 +191,12 @@ def overall(checks: dict[str, list[Check]]) -> str:
 
 def health_document(app: web.Application) -> dict[str, Any]:
     """The /healthz body."""
-    checks = {**engine_checks(app), **session_checks(app), **system_checks(app)}
+    checks = {
+        **engine_checks(app),
+        **session_checks(app),
+        **system_checks(app),
+        **camera_checks(app[CAMERAS]),
+    }
     status = overall(checks)
     if app[APPLIANCE].lifecycle.stopping.is_set():
         status = "fail"

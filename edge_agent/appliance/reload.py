@@ -15,6 +15,7 @@ from ..config import Config, LoadedConfig, load_config
 from ..errors import ConfigError, EdgeAgentError
 from ..inference.engine import Engine
 from ..runtime import AGENT
+from ..sources.cameras import async_reload_cameras
 from .lifecycle import attach_engine
 from .runtime import APPLIANCE
 from .status import status_line
@@ -87,6 +88,7 @@ async def reload_config(app: web.Application) -> bool:
         await asyncio.shield(retired.async_stop())
     else:
         app[AGENT].loaded = new
+    await async_reload_cameras(app)
     life.reloads += 1
     return _finish(app, error=None)
 
