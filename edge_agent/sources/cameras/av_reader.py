@@ -28,7 +28,13 @@ DECODER_THREADS = 2
 def open_options(cam: CameraConfig) -> tuple[dict[str, str], str | None]:
     """FFmpeg options and input format for a camera."""
     if cam.kind == "rtsp":
-        return {"rtsp_transport": cam.rtsp_transport, "max_delay": "500000"}, None
+        # Low delay: no input buffering, a short probe (the SDP already names the codec).
+        return {
+            "rtsp_transport": cam.rtsp_transport,
+            "max_delay": "500000",
+            "fflags": "nobuffer",
+            "analyzeduration": "500000",
+        }, None
     if cam.kind == "device":
         return {}, "v4l2"
     return {}, None

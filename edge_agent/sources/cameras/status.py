@@ -60,6 +60,7 @@ class CameraStatus:
     since: float = field(default_factory=time.monotonic)
     info: StreamInfo = field(default_factory=StreamInfo)
     reconnects: int = 0
+    streamed: int = 0  # 1 once the camera streamed: a later `streaming` is a reconnect
     last_error: str | None = None
     frames_decoded: int = 0
     last_frame: float | None = None  # monotonic time of the newest decoded frame
@@ -67,8 +68,9 @@ class CameraStatus:
 
     def to(self, state: State, reason: str) -> None:
         """Enter a state (the reason says why, e.g. `retrying in 8 s: 401 Unauthorized`)."""
-        if state == "streaming" and self.state != "streaming" and self.frames_decoded:
-            self.reconnects += 1
+        if state == "streaming" and self.state != "streaming":
+            self.reconnects += self.streamed
+            self.streamed = 1
         self.state, self.reason, self.since = state, reason, time.monotonic()
 
     def failed(self, error: str, delay: float) -> None:
