@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 import simplejpeg
+from aiohttp.test_utils import TestClient, TestServer
+
+from edge_agent.app import create_app
+from edge_agent.camera_config import CameraConfig
+from edge_agent.config import Config
+from tests.support.streams import SseReader, loaded
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -133,3 +141,43 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def serve_cameras(
+    config: Config, cache: Path, cameras: list[dict[str, Any]], **overrides: Any
+) -> TestClient[Any, Any]:
+    """A real app (create_app, real engine) watching these cameras; close it with `await client.close()`."""
+    cfg = loaded(config, cache, overrides)
+    cfg.config.cameras = [CameraConfig(**c) for c in cameras]
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(cfg)))
+    await client.start_server()
+    return client
+
+
+async def camera_json(client: TestClient[Any, Any], camera_id: str) -> dict[str, Any]:
+    """One camera's row of /v1/cameras."""
+    resp = await client.get("/v1/cameras")
+    assert resp.status == 200
+    rows: list[dict[str, Any]] = (await resp.json())["cameras"]
+    return next(r for r in rows if r["id"] == camera_id)
+
+
+async def wait_state(
+    client: TestClient[Any, Any], camera_id: str, state: str, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Poll /v1/cameras until the camera is in `state` (the state is what the test observes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await camera_json(client, camera_id)
+        if row["state"] == state:
+            return row
+        assert time.monotonic() < deadline, f"{camera_id} not {state} within {timeout} s: {row}"
+        await asyncio.sleep(0.1)
+
+
+async def detections_of(client: TestClient[Any, Any], camera_id: str, count: int) -> list[dict[str, Any]]:
+    """The next `count` detections events of a camera, read from its SSE stream."""
+    got = []
+    async with client.get(f"/stream/events/{camera_id}") as resp:
+        reader = SseReader(resp)
+        while len(got) < count:
+            got.append((await reader.until("detections"))["json"])
+    return got
