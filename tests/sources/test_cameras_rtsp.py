@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import simplejpeg
@@ -104,7 +105,7 @@ async def test_wrong_credentials_say_401_and_the_password_never_shows(
     server = RtspServer(frames, fps=10, user="admin", password="s3cret-pw")
     secret = tmp_path / "pw"
     secret.write_text("s3cret-pw\n")
-    cameras = [
+    cameras: list[dict[str, Any]] = [
         {"id": "wrong", "url": server.url("admin", "not-the-pw1"), "timeout": 3},
         {"id": "right", "url": server.url("admin"), "password_file": str(secret)},
     ]
@@ -130,7 +131,7 @@ async def test_wrong_credentials_say_401_and_the_password_never_shows(
 async def test_unreachable_camera_does_not_disturb_the_others(
     config: Config, ov_cache: Path, rtsp: RtspServer
 ) -> None:
-    cameras = [
+    cameras: list[dict[str, Any]] = [
         {"id": "ok", "url": rtsp.url()},
         {"id": "gone", "url": "rtsp://127.0.0.1:9/cam", "timeout": 2},
         {"id": "off", "url": rtsp.url(), "enabled": False},

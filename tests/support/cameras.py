@@ -175,7 +175,7 @@ async def wait_state(
 
 async def detections_of(client: TestClient[Any, Any], camera_id: str, count: int) -> list[dict[str, Any]]:
     """The next `count` detections events of a camera, read from its SSE stream."""
-    got = []
+    got: list[dict[str, Any]] = []
     async with client.get(f"/stream/events/{camera_id}") as resp:
         reader = SseReader(resp)
         while len(got) < count:

@@ -26,6 +26,11 @@ async def cameras_ctx(app: web.Application) -> AsyncIterator[None]:
     agent = app[AGENT]
     await app[CAMERAS].async_apply(agent.config, agent.engine.model.labels)
     yield
+    await app[CAMERAS].async_stop_all()  # already done by on_shutdown when the server ran
+
+
+async def _stop_cameras(app: web.Application) -> None:
+    """on_shutdown, first: cameras end (hazards `ended`, session `disconnected`) while SSE still streams."""
     await app[CAMERAS].async_stop_all()
 
 
@@ -44,3 +49,4 @@ def setup_cameras(app: web.Application) -> None:
     app.router.add_get("/v1/cameras", cameras_handler)
     app.router.add_get("/v1/cameras/{camera_id}/snapshot.jpg", snapshot_handler)
     app.cleanup_ctx.append(cameras_ctx)
+    app.on_shutdown.insert(0, _stop_cameras)

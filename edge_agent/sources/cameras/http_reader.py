@@ -6,6 +6,7 @@ The JPEG bytes go to the engine exactly as the camera sent them: no decode and r
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import aiohttp
@@ -29,7 +30,8 @@ class HttpReader:
         self._frame_id = 0
         self._started = False
         creds = cam.credentials()
-        self._auth = aiohttp.BasicAuth(*creds) if creds else None
+        token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode() if creds else None
+        self._headers = {hdrs.AUTHORIZATION: f"Basic {token}"} if token else {}
         self._url = cam.without_credentials()
 
     async def async_run(self) -> None:
@@ -54,7 +56,7 @@ class HttpReader:
                 await asyncio.sleep(delay)
 
     async def _session(self, http: aiohttp.ClientSession, backoff: Backoff) -> None:
-        async with http.get(self._url, auth=self._auth, allow_redirects=False) as resp:
+        async with http.get(self._url, headers=self._headers, allow_redirects=False) as resp:
             if resp.status != 200:
                 raise StreamError(f"{resp.status} {resp.reason}")
             ctype = resp.headers.get(hdrs.CONTENT_TYPE, "")
@@ -86,7 +88,7 @@ class HttpReader:
         """Snapshot URL: one GET per frame, at the camera's pace."""
         while True:
             await asyncio.sleep(self.feed.interval())
-            async with http.get(self._url, auth=self._auth, allow_redirects=False) as resp:
+            async with http.get(self._url, headers=self._headers, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise StreamError(f"{resp.status} {resp.reason}")
                 self._frame(await self._body(resp.content), None, "jpeg snapshot")
