@@ -139,3 +139,16 @@ def _unique_ids(cameras: list[CameraConfig]) -> list[CameraConfig]:
 
 
 Cameras = Annotated[list[CameraConfig], AfterValidator(_unique_ids)]
+
+# For the documented default config file: there are no cameras by default.
+CAMERAS_EXAMPLE = """\
+# Cameras the box watches itself (none by default). One [[cameras]] table per camera:
+# [[cameras]]
+# id = "dock-1"                              # client id in SSE, hazards, metrics, /healthz
+# url = "rtsp://admin@192.0.2.10:554/stream1" # rtsp(s)://, http(s):// MJPEG or snapshot, /dev/videoN, a file
+# password_file = "/etc/edge-agent/dock-1.password"  # or the password in the URL (always shown masked)
+# enabled = true
+# fps = 10                                   # cap on frames per second sent to inference
+# rtsp_transport = "tcp"                     # or "udp"
+# timeout = 10.0                             # seconds to connect, and without a frame before it is stalled
+"""
