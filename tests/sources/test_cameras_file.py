@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -129,3 +131,19 @@ async def test_camera_sessions_end_with_their_hazards_on_shutdown(
     text = b"".join(seen).decode() + rest.decode()
     assert '"state":"started"' in text and '"state":"ended"' in text
     assert '"state":"disconnected"' in text
+
+
+async def test_a_file_without_video_says_so(config: Config, ov_cache: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "sound.wav"
+    with av.open(str(wav), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    client = await serve_cameras(config, ov_cache, [{"id": "mic", "url": str(wav)}])
+    try:
+        row = await wait_state(client, "mic", "retrying")
+    finally:
+        await client.close()
+    assert row["last_error"] == "no video stream" and row["reason"].endswith(": no video stream")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,19 @@ async def test_unreachable_camera_does_not_disturb_the_others(
     assert gone["last_error"] == "connection refused"
     assert len(events) == 5 and off["state"] == "disabled"
     assert missing.status == 404
+
+
+async def test_a_stalled_stream_is_detected_by_its_timeout(
+    config: Config, ov_cache: Path, rtsp: RtspServer
+) -> None:
+    client = await serve_cameras(config, ov_cache, [{"id": "frozen", "url": rtsp.url(), "timeout": 1.5}])
+    try:
+        await wait_state(client, "frozen", "streaming")
+        rtsp.proc.send_signal(signal.SIGSTOP)  # the connection stays open, nothing more comes
+        try:
+            row = await wait_state(client, "frozen", "retrying", timeout=15)
+        finally:
+            rtsp.proc.send_signal(signal.SIGCONT)
+    finally:
+        await client.close()
+    assert row["last_error"] == "stalled: no frame for 1.5 s"
