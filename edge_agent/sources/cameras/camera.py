@@ -22,7 +22,9 @@ from .source import CameraSource
 from .status import CameraStatus, State, StreamInfo, rate_of
 
 log = logging.getLogger(__name__)
-STOP_TIMEOUT = 5.0  # a reader blocked in a read notices the stop at its next packet or its read timeout
+# A reader notices the stop at its next packet; one blocked in a read ends at its read timeout by itself
+# (a daemon thread whose reports to a stopped camera are ignored), so stopping waits at most this long.
+STOP_TIMEOUT = 3.0
 
 
 class Camera:
@@ -67,7 +69,7 @@ class Camera:
                 await self._task
         if self._av is not None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(STOP_TIMEOUT + self.cam.timeout):
+                async with asyncio.timeout(STOP_TIMEOUT):
                     await self._thread_done.wait()
             if self._av.thread.is_alive():
                 log.warning("camera %s: reader still blocked; it ends at its read timeout", self.cam.id)
