@@ -181,3 +181,14 @@ async def detections_of(client: TestClient[Any, Any], camera_id: str, count: int
         while len(got) < count:
             got.append((await reader.until("detections"))["json"])
     return got
+
+
+def connections_to(port: int) -> int:
+    """TCP sockets on this host connected to 127.0.0.1:port, TIME_WAIT aside (a leaked one stays CLOSE_WAIT)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if int(remote.split(":")[1], 16) == port and state != "06":
+            count += 1
+    return count

@@ -44,13 +44,13 @@ async def test_observer_shows_a_cameras_frames_and_boxes(
     )
     frame = await page.evaluate(
         """() => { const img = document.getElementById('observer-frame');
-                   return { w: img.naturalWidth, h: img.naturalHeight, hidden: img.hidden,
+                   return { size: edgeViewer.observer.picture, hidden: img.hidden,
                             options: [...document.querySelectorAll('#camera-ids option')].map((o) => o.value) }; }"""
     )
     png = await page.locator("#observer .stage").screenshot()
     (artifacts / "viewer-camera.png").write_bytes(png)
     await page.close()
-    assert frame == {"w": 640, "h": 480, "hidden": False, "options": ["yard"]}
+    assert frame == {"size": [640, 480], "hidden": False, "options": ["yard"]}
     shot = screenshot_rgb(png)
     assert shot.std() > 20  # a photograph, not the blank stage
     assert problems == []

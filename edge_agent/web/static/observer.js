@@ -27,7 +27,7 @@ export function countLabels(detections) {
 }
 
 function freshState(clientId = '', value = 'idle') {
-  return { state: value, clientId, last: null, drawn: [], active: [], log: [], camera: false, pictures: 0 };
+  return { state: value, clientId, last: null, drawn: [], active: [], log: [], camera: false, pictures: 0, picture: null };
 }
 
 export class ObserverView {
@@ -79,6 +79,7 @@ export class ObserverView {
     img.onload = () => {
       img.hidden = false;
       this.state.pictures += 1;
+      this.state.picture = [img.naturalWidth, img.naturalHeight];
       this.loading = false;
     };
     img.onerror = () => { this.loading = false; };
