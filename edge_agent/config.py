@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .camera_config import Cameras
 from .config_events import EventsConfig, MqttConfig
 from .errors import ConfigError
 
@@ -279,6 +280,7 @@ class Config(_Section):
         description="Hazard rules evaluated on every frame.",
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
+    cameras: Cameras = Field(default_factory=list, description="Cameras the box pulls frames from itself.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
     events: EventsConfig = Field(default_factory=EventsConfig, description="Hazard history and snapshots.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and Home Assistant.")

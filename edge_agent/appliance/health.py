@@ -16,6 +16,7 @@ from ..access import any_token_ok, deny, exposure_warning
 from ..events.mqtt import mqtt_checks
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from ..sources.cameras import CAMERAS, camera_checks
 from .runtime import APPLIANCE
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ def health_document(app: web.Application) -> dict[str, Any]:
         **system_checks(app),
         **exposure_checks(app),
         **mqtt_checks(app),
+        **camera_checks(app[CAMERAS]),
     }
     status = overall(checks)
     if app[APPLIANCE].lifecycle.stopping.is_set():

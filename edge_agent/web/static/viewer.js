@@ -2,7 +2,7 @@
 
 import { RecentHazards } from './hazards.js';
 import { LiveView } from './live.js';
-import { ObserverView } from './observer.js';
+import { ObserverView, cameraIds } from './observer.js';
 import { Tokens, setText } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
@@ -62,6 +62,13 @@ async function loadInfo() {
   }
 }
 
+/** Offer the box's own cameras in the observer's client id field. */
+async function listCameras() {
+  const ids = await cameraIds(tokens.value);
+  $('camera-ids').replaceChildren(...ids.map((id) => Object.assign(document.createElement('option'), { value: id })));
+  exposed.cameras = ids;
+}
+
 function wire() {
   $('btn-camera').addEventListener('click', () => live.start(() => live.source.openCamera()));
   $('file-input').addEventListener('change', (ev) => {
@@ -97,6 +104,7 @@ function wire() {
 wire();
 loadInfo();
 recent.start();
+listCameras();
 if (params.get('observe')) {
   $('observe-id').value = params.get('observe');
   observer.start(params.get('observe'));
