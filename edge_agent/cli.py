@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from typing import Any
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, LoadedConfig, effective_values, load_config
 from .errors import ConfigError, EdgeAgentError
+
+OWN_PARSERS = ("discover", "bench", "cameras")  # tools with their own argument parsers
 
 
 def _config_path(arg: str | None) -> Path | None:
@@ -49,7 +52,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     socks = bind_sockets(cfg.server.host, cfg.server.port)
     keep_reads_on_heap()
     app = create_app(loaded)
-    asyncio.run(async_serve(app, socks, cfg.server.shutdown_timeout, make_ready_printer(app)))
+    asyncio.run(
+        async_serve(
+            app,
+            socks,
+            cfg.server.shutdown_timeout,
+            make_ready_printer(app),
+            # Also how long a connection may take to send its request headers (aiohttp's default is 75 s).
+            keepalive_timeout=cfg.server.body_timeout,
+        )
+    )
     return 0
 
 
@@ -140,6 +152,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print or rotate the API token (server.token_file)."""
+    from .tools import token
+
+    path = Path(args.file) if args.file else token.token_path(_config_path(args.config), dict(os.environ))
+    if args.token_cmd == "show":
+        print(token.show(path))
+        return 0
+    print(token.rotate(path))
+    if not args.no_reload and token.reload_service():
+        print(f"{token.UNIT} reloaded: the old token no longer works", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="edge-agent", description="Real-time hazard detection for edge boxes.")
@@ -178,9 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="check: validate; show: effective values and sources; default: print the documented defaults",
     )
     c.set_defaults(func=cmd_config)
+    t = with_config(sub.add_parser("token", help="print or rotate the API token (server.token_file)"))
+    t.add_argument("token_cmd", choices=["show", "rotate"], help="show: print it; rotate: a new one")
+    t.add_argument("--file", help="token file (default: server.token_file, else /etc/edge-agent/token)")
+    t.add_argument("--no-reload", action="store_true", help="rotate: do not reload edge-agent.service")
+    t.set_defaults(func=cmd_token)
     # Listed for --help only: main() hands their arguments to their own parsers.
     sub.add_parser("bench", help="benchmark a running server over WebSocket (bench --help)", add_help=False)
     sub.add_parser("discover", help="find agents on the LAN over mDNS (discover --help)", add_help=False)
+    sub.add_parser(
+        "cameras", help="list a running agent's cameras, or probe a URL (cameras --help)", add_help=False
+    )
     return p
 
 
@@ -188,14 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; expected errors print one clear message, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["discover"]:  # these two have their own parsers: hand them every argument
-            from .tools import discover
-
-            return int(discover.main(argv[1:]))
-        if argv[:1] == ["bench"]:
-            from .tools import bench
-
-            return int(bench.main(argv[1:]))
+        if argv[:1] and argv[0] in OWN_PARSERS:  # these have their own parsers: hand them every argument
+            tool = importlib.import_module(f".tools.{argv[0]}", __package__)
+            return int(tool.main(argv[1:]))
         args = build_parser().parse_args(argv)
         return int(args.func(args))
     except ConfigError as exc:

@@ -9,8 +9,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from .camera_config import Cameras
+from .config_events import EventsConfig, MqttConfig
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
@@ -31,18 +41,84 @@ class ServerConfig(_Section):
         8080, ge=0, le=65535, description="TCP port of the HTTP/WebSocket server (0 = any free)."
     )
     token: str | None = Field(
-        None, description="Bearer token required by WS, SSE and /v1/detect when set (None = open LAN access)."
+        None,
+        description="Bearer token required by WS, SSE, /v1/detect and /stream/performance (None = no token).",
+    )
+    token_file: str | None = Field(
+        None,
+        description="File holding the bearer token, read at start and reload (the .deb's unit sets /etc/edge-agent/token); `token` wins.",
     )
     health_requires_token: bool = Field(
-        False, description="Also require the token for /livez, /readyz, /healthz and /metrics."
+        False, description="Also require the token for /livez, /readyz, /healthz, /metrics and /v1/info."
+    )
+    metrics_token: str | None = Field(
+        None, description="A separate bearer token that may read /metrics (for a scraper)."
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Browser Origins allowed to open WS/SSE; empty = any origin.",
+        description="Browser Origins besides the agent's own allowed on the API (CORS); ['*'] = any origin.",
+    )
+    max_sessions_per_peer: int = Field(
+        4, ge=1, le=1024, description="Most WebSocket sessions one peer address may hold."
+    )
+    max_connections_per_peer: int = Field(
+        64, ge=1, le=65536, description="Most open HTTP connections (any kind) one peer address may hold."
+    )
+    first_frame_timeout: float = Field(
+        10.0, gt=0, le=3600, description="Seconds a new WebSocket session may take to send its first frame."
+    )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client may take to send a request body (or request headers).",
     )
     shutdown_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds to drain sessions and in-flight inference on SIGTERM."
     )
+    _file_token: str | None = PrivateAttr(None)
+
+    @field_validator("token", "metrics_token")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        # An empty token used to mean "auth off" while clients sending one got 401.
+        if value is not None and (not value.strip() or value != value.strip()):
+            raise ValueError("must not be empty or padded with spaces (leave it unset for no token)")
+        return value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> ServerConfig:
+        self._file_token = None
+        if self.token_file is None or self.token is not None:  # an explicit token wins
+            return self
+        self._file_token = read_token_file(Path(self.token_file))
+        return self
+
+    @property
+    def auth_token(self) -> str | None:
+        """The bearer token in force: `token`, or the contents of `token_file`."""
+        return self.token if self.token is not None else self._file_token
+
+
+def read_token_file(path: Path) -> str:
+    """The token in a token file (surrounding whitespace ignored), or ValueError with the reason."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"token_file {path} does not exist") from None
+    except PermissionError:
+        raise ValueError(f"token_file {path}: permission denied") from None
+    except IsADirectoryError:
+        raise ValueError(f"token_file {path} is a directory") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"token_file {path} is not ASCII text") from None
+    if not token:
+        raise ValueError(f"token_file {path} is empty")
+    if any(c.isspace() for c in token):
+        raise ValueError(f"token_file {path} must hold one token without spaces")
+    return token
 
 
 class ModelConfig(_Section):
@@ -139,6 +215,9 @@ class StreamingConfig(_Section):
     max_fps: float = Field(30.0, gt=0, le=240, description="Highest per-session frame rate.")
     default_fps: float = Field(15.0, gt=0, le=240, description="Frame rate a new session starts with.")
     min_fps: float = Field(5.0, gt=0, le=240, description="Lowest frame rate adaptive control will go to.")
+    adaptive_fps: bool = Field(
+        True, description="Tell each session its fair share of the measured capacity (fps messages)."
+    )
     queue_size: int = Field(
         1,
         ge=1,
@@ -150,7 +229,7 @@ class StreamingConfig(_Section):
     )
     max_sessions: int = Field(16, ge=1, le=1024, description="Most concurrent WebSocket sessions.")
     target_latency_ms: float = Field(
-        100.0, gt=0, description="Processing latency adaptive FPS steers towards."
+        100.0, gt=0, description="p95 processing latency above which /healthz warns."
     )
     max_text_bytes: int = Field(
         2 << 20, ge=1024, description="Largest text message (base64 frames are ~4/3 of the JPEG size)."
@@ -229,7 +308,10 @@ class Config(_Section):
         description="Hazard rules evaluated on every frame.",
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
+    cameras: Cameras = Field(default_factory=list, description="Cameras the box pulls frames from itself.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Hazard history and snapshots.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and Home Assistant.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

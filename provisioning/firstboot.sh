@@ -3,15 +3,17 @@
 # unless asked (--name, --rotate-token).
 #   - /var/lib/edge-agent/device-id: stable id, a hash of /etc/machine-id (the same one the service
 #     derives when the file is missing: edge_agent/appliance/identity.py), random without a machine id.
-#   - mDNS instance name and API token: EDGE_AGENT_* overrides in /etc/edge-agent/edge-agent.env,
-#     which the unit reads; /etc/edge-agent/config.toml (a conffile) is never edited.
+#   - mDNS instance name: an EDGE_AGENT_* override in /etc/edge-agent/edge-agent.env, which the unit
+#     reads; /etc/edge-agent/config.toml (a conffile) is never edited.
+#   - API token: /etc/edge-agent/token (server.token_file), created by the package's postinst;
+#     --token/--rotate-token here use the same file (as `edge-agent token rotate` does).
 set -eu
 
 STATE_DIR=${EA_FIRSTBOOT_STATE_DIR:-/var/lib/edge-agent}
 ENV_FILE=${EA_FIRSTBOOT_ENV_FILE:-/etc/edge-agent/edge-agent.env}
 DEVICE_ID_FILE=$STATE_DIR/device-id
 NAME_KEY=EDGE_AGENT_MDNS__INSTANCE_NAME
-TOKEN_KEY=EDGE_AGENT_SERVER__TOKEN
+TOKEN_FILE=${EA_FIRSTBOOT_TOKEN_FILE:-/etc/edge-agent/token}
 
 usage() {
     cat <<EOF
@@ -95,6 +97,20 @@ new_token() {
     head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='
 }
 
+# write_token TOKEN: atomically, readable by the service user only (mode 0600, owner edge-agent).
+write_token() {
+    dir=$(dirname "$TOKEN_FILE")
+    mkdir -p "$dir"
+    tmp=$(mktemp "$dir/.token.XXXXXX")
+    printf '%s\n' "$1" >"$tmp"
+    chmod 0600 "$tmp"
+    if getent passwd edge-agent >/dev/null; then
+        chown edge-agent:edge-agent "$tmp"
+    fi
+    mv -f "$tmp" "$TOKEN_FILE"
+    CHANGED=1
+}
+
 NAME=
 TOKEN=0
 ROTATE=0
@@ -132,9 +148,9 @@ elif [ -z "$(get_env "$NAME_KEY")" ]; then
     set_env "$NAME_KEY" "edge-agent-$(echo "$device_id" | cut -c1-8)"
 fi
 
-if [ "$ROTATE" -eq 1 ] || { [ "$TOKEN" -eq 1 ] && [ -z "$(get_env "$TOKEN_KEY")" ]; }; then
+if [ "$ROTATE" -eq 1 ] || { [ "$TOKEN" -eq 1 ] && [ ! -s "$TOKEN_FILE" ]; }; then
     token=$(new_token)
-    set_env "$TOKEN_KEY" "$token"
+    write_token "$token"
     echo "$token"
 fi
 

@@ -26,15 +26,16 @@ if [ "$mode" = "--test" ]; then
     missing=$(for p in $(grep -v '^#' provisioning/apt-test-packages.txt); do
         dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
     [ -z "$missing" ] || apt_install $missing
-    # Real photographs with people, dogs and horses: the sample data of Debian's darknet package
-    # (data/person.jpg, dog.jpg, horses.jpg), unpacked here rather than installing it with its OpenCV deps.
+    # Real photographs of different sizes (people, dogs, horses, an eagle, giraffes, kites): the sample data
+    # of Debian's darknet package, unpacked here rather than installing it with its OpenCV deps. Tests use
+    # them, and `edge-agent bench` sends all six as its default mix.
     photos=.venv/share/test-photos/darknet
-    if [ ! -s "$photos/person.jpg" ]; then
+    if [ ! -s "$photos/kite.jpg" ]; then
         tmp=$(mktemp -d)
         (cd "$tmp" && { apt-get download darknet 2>/dev/null || { $SUDO apt-get update -qq && apt-get download darknet; }; })
         dpkg-deb -x "$tmp"/darknet_*.deb "$tmp/root"
         mkdir -p "$photos"
-        cp "$tmp"/root/usr/share/darknet/data/{person,dog,horses}.jpg "$photos/"
+        cp "$tmp"/root/usr/share/darknet/data/{person,dog,horses,eagle,giraffe,kite}.jpg "$photos/"
         rm -rf "$tmp"
     fi
 else

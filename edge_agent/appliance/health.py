@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -11,11 +12,14 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
-from ..access import deny, token_ok
+from ..access import any_token_ok, deny, exposure_warning
+from ..events.mqtt import mqtt_checks
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from ..sources.cameras import CAMERAS, camera_checks
 from .runtime import APPLIANCE
 
+log = logging.getLogger(__name__)
 HEALTH_JSON = "application/health+json"
 # `warn` is for what an operator should act on, so it needs a sustained, sizeable sample: a cold frame,
 # a scheduling hiccup on a busy box or a client that sends faster than told must not flip it.
@@ -26,17 +30,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = dict[str, Any]
 
 
-def authorized(request: web.Request) -> bool:
-    """Health endpoints are open unless server.health_requires_token is set (and a token is configured)."""
+def authorized(request: web.Request, *, metrics: bool = False) -> bool:
+    """Health endpoints (and /v1/info, /metrics) are open unless server.health_requires_token is set;
+    /metrics also takes server.metrics_token, and needs it once that is set."""
     server = request.app[AGENT].config.server
-    return not server.health_requires_token or token_ok(request, server.token)
+    extra = server.metrics_token if metrics else None
+    if not (server.health_requires_token or extra) or (server.auth_token is None and extra is None):
+        return True
+    return any_token_ok(request, server.auth_token, extra)
 
 
-def guarded(handler: Handler) -> Handler:
-    """Wrap a health handler with the optional token check."""
+def guarded(handler: Handler, *, metrics: bool = False) -> Handler:
+    """Wrap a handler with the optional token check (see `authorized`)."""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        if not authorized(request):
+        if not authorized(request, metrics=metrics):
             return deny(401, "missing or wrong bearer token")
         return await handler(request)
 
@@ -191,6 +199,21 @@ def system_checks(app: web.Application) -> dict[str, list[Check]]:
     }
 
 
+def exposure_checks(app: web.Application) -> dict[str, list[Check]]:
+    """warn while the API is reachable from the network without a token."""
+    server = app[AGENT].config.server
+    problem = exposure_warning(server)
+    return {
+        "auth:token": _check(
+            "warn" if problem else "pass",
+            server.auth_token is not None,
+            componentType="component",
+            listen=server.host,
+            output=problem,
+        )
+    }
+
+
 def overall(checks: dict[str, list[Check]]) -> str:
     """fail if any check fails, else warn if any warns, else pass."""
     states = {entry["status"] for entries in checks.values() for entry in entries}
@@ -199,7 +222,14 @@ def overall(checks: dict[str, list[Check]]) -> str:
 
 def health_document(app: web.Application) -> dict[str, Any]:
     """The /healthz body."""
-    checks = {**engine_checks(app), **session_checks(app), **system_checks(app)}
+    checks = {
+        **engine_checks(app),
+        **session_checks(app),
+        **system_checks(app),
+        **exposure_checks(app),
+        **mqtt_checks(app),
+        **camera_checks(app[CAMERAS]),
+    }
     status = overall(checks)
     if app[APPLIANCE].lifecycle.stopping.is_set():
         status = "fail"
@@ -227,8 +257,16 @@ async def healthz(request: web.Request) -> web.Response:
     return _reply(doc, doc["status"] != "fail")
 
 
+async def warn_exposure(app: web.Application) -> None:
+    """on_startup: one clear log line when the API is open to the network without a token."""
+    problem = exposure_warning(app[AGENT].config.server)
+    if problem is not None:
+        log.warning("%s", problem)
+
+
 def add_health_routes(app: web.Application) -> None:
-    """Register /livez, /readyz and /healthz."""
+    """Register /livez, /readyz and /healthz, and the exposure warning at start-up."""
+    app.on_startup.append(warn_exposure)
     app.router.add_get("/livez", guarded(livez))
     app.router.add_get("/readyz", guarded(readyz))
     app.router.add_get("/healthz", guarded(healthz))

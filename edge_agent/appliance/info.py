@@ -8,10 +8,12 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..access import access_problem, deny
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
 from ..sources.registry import SOURCES
 from ..sources.replies import device_json, model_json
+from .health import guarded
 
 
 async def info_handler(request: web.Request) -> web.Response:
@@ -26,7 +28,7 @@ async def info_handler(request: web.Request) -> web.Response:
             "model": model_json(engine),
             **device_json(engine),
             "num_requests": engine.num_requests,
-            "auth": "token" if cfg.server.token else "none",
+            "auth": "token" if cfg.server.auth_token else "none",
             "limits": {
                 "max_frame_bytes": e.max_frame_bytes,
                 "max_frame_pixels": e.max_frame_pixels,
@@ -68,6 +70,9 @@ def _system() -> dict[str, Any]:
 async def performance_handler(request: web.Request) -> web.Response:
     """The dashboard's figures: sessions, throughput, per-stage averages and bottlenecks, system."""
     app = request.app
+    problem = access_problem(request, app[AGENT].config.server)  # client ids and counters: token only
+    if problem is not None:
+        return deny(*problem)
     stats = app[OBSERVABILITY].stats
     stages = stats.stage_report()
     engine = app[AGENT].engine
@@ -91,5 +96,5 @@ async def performance_handler(request: web.Request) -> web.Response:
 
 def add_info_routes(app: web.Application) -> None:
     """Register /v1/info and /stream/performance."""
-    app.router.add_get("/v1/info", info_handler)
+    app.router.add_get("/v1/info", guarded(info_handler))
     app.router.add_get("/stream/performance", performance_handler)

@@ -44,7 +44,7 @@ def txt_record(app: web.Application) -> dict[str, str]:
         "sse": SSE_PATH,
         "health": HEALTH_PATH,
         "path": "/",
-        "auth": "token" if cfg.server.token else "none",
+        "auth": "token" if cfg.server.auth_token else "none",
         "id": app[APPLIANCE].identity.device_id,
     }
 

@@ -13,8 +13,10 @@ from aiohttp import web
 
 from ..config import Config, LoadedConfig, load_config
 from ..errors import ConfigError, EdgeAgentError
+from ..events.mqtt import MQTT
 from ..inference.engine import Engine
 from ..runtime import AGENT
+from ..sources.cameras import async_reload_cameras
 from .checks import report_config
 from .lifecycle import attach_engine
 from .runtime import APPLIANCE
@@ -104,7 +106,10 @@ async def _apply(app: web.Application) -> str | None:
         await asyncio.shield(retired.async_stop())
     else:
         app[AGENT].loaded = new
+    await async_reload_cameras(app)
     app[APPLIANCE].lifecycle.reloads += 1
+    if MQTT in app:
+        app[MQTT].reconfigure()  # reconnects only when [mqtt] changed; the streams are not touched
     report_config(app)
     return None
 

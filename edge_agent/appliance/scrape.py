@@ -126,4 +126,4 @@ async def metrics(request: web.Request) -> web.Response:
 def add_metrics_routes(app: web.Application) -> None:
     """Register /metrics and the registry holder."""
     app[METRICS_EXPOSITION_KEY] = Exposition()
-    app.router.add_get("/metrics", guarded(metrics))
+    app.router.add_get("/metrics", guarded(metrics, metrics=True))

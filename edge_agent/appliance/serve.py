@@ -72,14 +72,20 @@ async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
 
 
 async def async_serve(
-    app: web.Application, socks: list[socket.socket], timeout: float, ready: Callable[[str], None]
+    app: web.Application,
+    socks: list[socket.socket],
+    timeout: float,
+    ready: Callable[[str], None],
+    keepalive_timeout: float = 75.0,
 ) -> None:
     """Start (compile), listen, serve until SIGTERM/SIGINT, then drain and stop within `timeout` seconds."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = _Runner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    runner = _Runner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=0.5, keepalive_timeout=keepalive_timeout
+    )
     stopped = asyncio.ensure_future(stop.wait())
     try:
         setup = asyncio.ensure_future(runner.setup())

@@ -83,6 +83,9 @@ class EventHub:
         self.max_clients = max_clients
         self._seq = 0
         self._rings: OrderedDict[str, deque[Event]] = OrderedDict()
+        # Newest id a ring (or a forgotten client's ring) lost: a resume after it has a real gap.
+        self._lost: dict[str, int] = {}
+        self._lost_any = 0
         self._subs: dict[str | None, set[Subscriber]] = {}
         self._sinks: list[Sink] = []
         self.closed = False
@@ -112,14 +115,20 @@ class EventHub:
             if len(self._rings) <= self.max_clients:
                 break
             if not self._subs.get(client_id):
-                del self._rings[client_id]
+                ring = self._rings.pop(client_id)
+                self._lost.pop(client_id, None)
+                if ring:
+                    self._lost_any = max(self._lost_any, ring[-1].id)
 
     def publish(self, payload: HubEvent) -> Event:
         """Record an event for its source and offer it to that source's subscribers, the all-sources ones and sinks."""
         self._seq += 1
         ev = Event(self._seq, payload)
         client_id = payload.source_id
-        self._ring(client_id).append(ev)
+        ring = self._ring(client_id)
+        if len(ring) == ring.maxlen:
+            self._lost[client_id] = self._lost_any = max(self._lost_any, ring[0].id)
+        ring.append(ev)
         for key in (client_id, None):
             for sub in self._subs.get(key, ()):
                 sub.offer(ev)
@@ -132,25 +141,35 @@ class EventHub:
         self._sinks.append(sink)
         return lambda: self._sinks.remove(sink)
 
-    def subscribe(self, client_id: str | None, last_id: int | None) -> tuple[Subscriber, list[Event]]:
-        """Register a subscriber and return the buffered events after `last_id` (none if None)."""
+    def subscribe(self, client_id: str | None, last_id: int | None) -> Subscriber:
+        """Register a subscriber; the buffered events after `last_id` are queued in it first, within its
+        bound like live ones (a long backlog drops its oldest, counted), so replay has backpressure too."""
         sub = Subscriber(client_id, self.queue_size)
+        if client_id is not None:
+            self._ring(client_id)
+        for ev in self._backlog(client_id, last_id):
+            sub.offer(ev)
         if self.closed:
             sub.close()
         self._subs.setdefault(client_id, set()).add(sub)
-        if client_id is not None:
-            self._ring(client_id)
-        return sub, self._backlog(client_id, last_id)
+        return sub
 
     def _backlog(self, client_id: str | None, last_id: int | None) -> list[Event]:
         if last_id is None:
             return []
         rings: Iterable[deque[Event]]
         rings = self._rings.values() if client_id is None else [self._rings[client_id]]
-        return [e for e in heapq.merge(*rings, key=lambda e: e.id) if e.id > last_id]
+        # At most queue_size events per ring can survive the subscriber's bound: never copy more.
+        tails = [_newest_after(ring, last_id, self.queue_size) for ring in rings]
+        return list(heapq.merge(*tails, key=lambda e: e.id))[-self.queue_size :]
+
+    def lost_after(self, client_id: str | None, last_id: int) -> int | None:
+        """Newest id after `last_id` among events of this stream no longer buffered, or None (no gap)."""
+        lost = self._lost_any if client_id is None else self._lost.get(client_id, 0)
+        return lost if lost > last_id else None
 
     def oldest_id(self, client_id: str | None) -> int | None:
-        """Oldest id still buffered (for the client, or for all), to tell a resumer what was lost."""
+        """Oldest id still buffered (for the client, or for all)."""
         rings = self._rings.values() if client_id is None else [self._rings.get(client_id, deque())]
         firsts = [r[0].id for r in rings if r]
         return min(firsts) if firsts else None
@@ -169,6 +188,17 @@ class EventHub:
         for subs in self._subs.values():
             for sub in subs:
                 sub.close()
+
+
+def _newest_after(ring: deque[Event], last_id: int, limit: int) -> list[Event]:
+    """The newest `limit` events of a ring with an id above `last_id`, oldest first."""
+    found: list[Event] = []
+    for ev in reversed(ring):
+        if ev.id <= last_id or len(found) == limit:
+            break
+        found.append(ev)
+    found.reverse()
+    return found
 
 
 EVENTS: web.AppKey[EventHub] = web.AppKey("events", EventHub)

@@ -37,12 +37,11 @@ async def events_handler(request: web.Request) -> web.StreamResponse:
     last_id = _last_event_id(request)
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
-    sub, backlog = hub.subscribe(client_id, last_id)
+    preamble = _preamble(hub, client_id, last_id)
+    sub = hub.subscribe(client_id, last_id)
     metrics.sse_subscribers.inc()
     try:
-        await resp.write(_preamble(hub, client_id, last_id))
-        if backlog:
-            await resp.write(b"".join(ev.encode() for ev in backlog))
+        await resp.write(preamble)
         await _pump(resp, sub, metrics, cfg.streaming.keepalive_interval)
     except (ConnectionError, RuntimeError):
         pass  # the reader went away
@@ -54,9 +53,11 @@ async def events_handler(request: web.Request) -> web.StreamResponse:
 
 def _preamble(hub: EventHub, client_id: str | None, last_id: int | None) -> bytes:
     text = "retry: 2000\n\n"
-    oldest = hub.oldest_id(client_id)
-    if last_id is not None and oldest is not None and oldest > last_id + 1:
-        text += f": events {last_id + 1}..{oldest - 1} are no longer buffered\n\n"
+    if last_id is None:
+        return text.encode()
+    lost = hub.lost_after(client_id, last_id)
+    if lost is not None:
+        text += f": events {last_id + 1}..{lost} are no longer buffered\n\n"
     return text.encode()
 
 

@@ -82,7 +82,8 @@ class FrameBuffers:
         out = target.view(np.uint32).reshape(dst_h, dst_w)
         box = (dx, dy, new_w, new_h)
         if self.last_box != box:  # the bars above and below only need painting when the layout changes
-            out.fill(PAD_PIXEL)
+            out[:dy].fill(PAD_PIXEL)  # only the bar rows: the gather below writes every other row
+            out[dy + new_h :].fill(PAD_PIXEL)
             self.last_box = box
         self.pixels[src_h * src_w] = PAD_PIXEL  # side bars gather this pixel (see _plan)
         np.take(self.pixels, index, out=out[dy : dy + new_h].reshape(-1), mode="clip")

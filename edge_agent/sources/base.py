@@ -7,6 +7,7 @@ A subclass only says how a reply and a control message reach its peer (`async_de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from .replies import detections_reply, dropped_reply, error_reply
 from .scheduler import Job, Scheduler
 
 MAX_UNANSWERED = 256  # a peer that never reads replies stops being read from (TCP backpressure)
+# Frames kept for replies not yet sent (hazard starts carry their frame): beyond this, stop reading too.
+MAX_HELD_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -60,16 +63,16 @@ class Source:
         self._cfg = config
         s = config.streaming
         now = time.monotonic()
-        self.fps = AdaptiveFps(
-            target_ms=s.target_latency_ms, floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps
-        )
+        self.fps = AdaptiveFps(floor=s.min_fps, ceiling=s.max_fps, start=s.default_fps)
         self.limiter = RateLimiter(self.fps.limit, now)
         self.hazards = HazardTracker(source_id, config.hazards)
         self.last_activity = now
         self._seq = 0
         self._outbox: asyncio.Queue[_Slot | None] = asyncio.Queue()
+        self.held_bytes = 0
         self.room = asyncio.Event()
         self.room.set()
+        self._announcing: set[asyncio.Task[None]] = set()
 
     # -- what a subclass provides --------------------------------------------------------------------------
     async def async_deliver(self, text: str) -> bool:
@@ -105,9 +108,10 @@ class Source:
         if self.limiter.allow(time.monotonic()):
             job = Job(self, frame, self._engine_params, fut, arrived)
             self.services.scheduler.submit(job, self._cfg.streaming.queue_size)
+            self._enqueue(frame_id, timestamp, fut, frame)
         else:
             fut.set_result(Dropped("rate"))
-        self._enqueue(frame_id, timestamp, fut, frame)
+            self._enqueue(frame_id, timestamp, fut, None)  # its reply needs no pixels: do not hold them
 
     def answer(self, frame_id: int | None, exc: EdgeAgentError) -> None:
         """A frame that is unusable as such: answer it with an error, in order."""
@@ -125,7 +129,8 @@ class Source:
         self._seq += 1
         self.services.obs.received(self.stats)
         self._outbox.put_nowait(_Slot(self._seq if frame_id is None else frame_id, timestamp, fut, frame))
-        if self._outbox.qsize() >= MAX_UNANSWERED:
+        self.held_bytes += _nbytes(frame)
+        if self._outbox.qsize() >= MAX_UNANSWERED or self.held_bytes > MAX_HELD_BYTES:
             self.room.clear()
 
     def configure(
@@ -151,7 +156,19 @@ class Source:
             s = self._cfg.streaming
             self.fps.set_bounds(min(s.min_fps, fps_limit), fps_limit, fps_limit)
             self.limiter.set_rate(self.fps.limit)
+            self._announce(FpsChange(self.fps.limit, f"client asked for {fps_limit:g} fps"))
         return self.effective()
+
+    def _announce(self, change: FpsChange) -> None:
+        """A limit set outside the writer: tell the peer (after the reply being sent now) and the hub."""
+        self.services.hub.publish(FpsEvent(self.client_id, change.fps_limit, change.reason))
+        task = asyncio.get_running_loop().create_task(self._async_tell(change))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _async_tell(self, change: FpsChange) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.async_control({"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason})
 
     def effective(self) -> dict[str, Any]:
         """The `config` reply: the settings now in force."""
@@ -173,12 +190,12 @@ class Source:
     async def async_run_writer(self) -> None:
         """Await each frame's outcome in arrival order, answer it, then record and publish it."""
         while (slot := await self._outbox.get()) is not None:
-            if self._outbox.qsize() <= MAX_UNANSWERED // 2:
-                self.room.set()
             outcome = await _outcome(slot.outcome)
             if isinstance(outcome, Dropped) and outcome.reason == "closed":
+                self._release(slot)
                 continue
             text, events = self._reply(slot, outcome)
+            self._release(slot)
             sent = await self.async_deliver(text)
             # After the reply went out: bookkeeping stays off the frame's latency.
             self.services.obs.record(self.stats, outcome)
@@ -189,6 +206,12 @@ class Source:
                     await self.async_control(
                         {"type": "fps", "fps_limit": change.fps_limit, "reason": change.reason}
                     )
+
+    def _release(self, slot: _Slot) -> None:
+        """The slot's frame is no longer needed (its reply text is built): count it out, maybe read again."""
+        self.held_bytes -= _nbytes(slot.frame)
+        if self._outbox.qsize() <= MAX_UNANSWERED // 2 and self.held_bytes <= MAX_HELD_BYTES // 2:
+            self.room.set()
 
     def _reply(self, slot: _Slot, outcome: Outcome) -> tuple[str, list[Any]]:
         """The reply's text, and the events it causes (detections, hazard transitions)."""
@@ -214,9 +237,20 @@ class Source:
         return shown, triggered, list(events)
 
     def _adapt(self, outcome: Outcome) -> FpsChange | None:
-        if not isinstance(outcome, Result):
+        """Count what the session got (processed, or dropped for backpressure) towards its next limit."""
+        if not self._cfg.streaming.adaptive_fps:
             return None
-        change = self.fps.observe(outcome.timings.total, time.monotonic())
+        if isinstance(outcome, Result):
+            processed = True
+        elif isinstance(outcome, Dropped) and outcome.reason == "backpressure":
+            processed = False
+        else:
+            return None  # rate drops are the peer's own excess; errors say nothing about capacity
+        now = time.monotonic()
+        shares = self.services.scheduler.shares
+        change = self.fps.observe(
+            processed, now, lambda: shares.share(self, now, self.fps.limit, self.fps.ceiling)
+        )
         if change is not None:
             self.limiter.set_rate(change.fps_limit)
         return change
@@ -252,6 +286,12 @@ class Source:
             **self.stats.to_json(),
             "unanswered": max(0, self.stats.received - self.stats.answered),
         }
+
+
+def _nbytes(frame: Frame | None) -> int:
+    if frame is None:
+        return 0
+    return len(frame.data) if isinstance(frame, JpegFrame) else int(frame.pixels.nbytes)
 
 
 async def _outcome(fut: asyncio.Future[Result | Dropped]) -> Outcome:

@@ -1,8 +1,8 @@
-"""Per-session frame-rate limiting and adaptive FPS control from measured latency."""
+"""Per-session frame-rate limiting, and adaptive FPS: each session is told its fair share of what the box does."""
 
 from __future__ import annotations
 
-import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -44,41 +44,47 @@ class FpsChange:
 
 
 class AdaptiveFps:
-    """Steer a session's fps limit so its latency stays near a target, without oscillating.
+    """Steer a session's fps limit to what the box can give it, from what the session really got.
 
-    Latency samples are grouped into windows of at least `window_s` seconds and `min_samples`
-    samples; the window's median decides. Above `high` x target one window is enough to lower
-    the limit (proportionally, by at most half); below `low` x target it takes `raise_after`
-    consecutive windows to raise it by `step`. In between the limit holds (hysteresis band).
+    Outcomes are counted in windows of at least `window_s` seconds and `min_frames` frames. At each
+    window's end the target is the session's fair share of the measured capacity (`share()`); if more than
+    `max_backpressure` of the last `loss_frames` (or more) frames were dropped for backpressure, it is at
+    most the rate the session actually got processed, held until the share changes (raised by 20% after
+    `probe_after` clean spans, in case the pipeline recovered). The limit moves to the target only when
+    they differ by more than `deadband` (relative), in one step, clamped to [floor, ceiling]: a steady
+    load settles and stays.
     """
 
     def __init__(
         self,
         *,
-        target_ms: float,
         floor: float,
         ceiling: float,
         start: float,
         window_s: float = 1.0,
-        min_samples: int = 3,
-        high: float = 1.5,
-        low: float = 0.7,
-        raise_after: int = 2,
-        step: float = 1.25,
+        min_frames: int = 3,
+        max_backpressure: float = 0.05,
+        deadband: float = 0.1,
+        probe_after: int = 3,
+        loss_frames: int = 20,
     ) -> None:
-        self.target_ms = target_ms
         self.floor = floor
         self.ceiling = ceiling
         self.limit = min(max(start, floor), ceiling)
         self.window_s = window_s
-        self.min_samples = min_samples
-        self.high = high
-        self.low = low
-        self.raise_after = raise_after
-        self.step = step
-        self._samples: list[float] = []
+        self.min_frames = min_frames
+        self.max_backpressure = max_backpressure
+        self.deadband = deadband
+        self.probe_after = probe_after
+        self.loss_frames = loss_frames
+        self._held: float | None = None  # what the session really got when backpressure last showed
+        self._held_share = 0.0
+        self._clean = 0
+        self._processed = 0
+        self._backpressure = 0
         self._window_start: float | None = None
-        self._good_windows = 0
+        self._loss_done = self._loss_dropped = 0
+        self._loss_since = 0.0
 
     def set_bounds(self, floor: float, ceiling: float, limit: float) -> None:
         """The client asked for a limit: it becomes the ceiling and the current value."""
@@ -88,37 +94,48 @@ class AdaptiveFps:
         self._reset(None)
 
     def _reset(self, now: float | None) -> None:
-        self._samples.clear()
+        self._processed = self._backpressure = 0
         self._window_start = now
+        # Backpressure is judged over >= loss_frames frames: one drop in a short window is noise.
+        self._loss_done = self._loss_dropped = 0
+        self._loss_since = 0.0 if now is None else now
 
-    def observe(self, latency_ms: float, now: float) -> FpsChange | None:
-        """Record one frame's latency; return a change when the window decides one."""
+    def observe(self, processed: bool, now: float, share: Callable[[], float | None]) -> FpsChange | None:
+        """Count one frame that reached the scheduler (processed, or dropped for backpressure)."""
         if self._window_start is None:
+            self._reset(now)
             self._window_start = now
-        self._samples.append(latency_ms)
-        if now - self._window_start < self.window_s or len(self._samples) < self.min_samples:
+        self._processed += processed
+        self._backpressure += not processed
+        span = now - self._window_start
+        if span < self.window_s or self._processed + self._backpressure < self.min_frames:
             return None
-        median = statistics.median(self._samples)
-        self._reset(now)
-        return self._decide(median)
+        self._loss_done += self._processed
+        self._loss_dropped += self._backpressure
+        self._processed = self._backpressure = 0
+        self._window_start = now
+        got, lost, frames = None, 0.0, self._loss_done + self._loss_dropped
+        if frames >= self.loss_frames:
+            got, lost = self._loss_done / (now - self._loss_since), self._loss_dropped / frames
+            self._reset(now)
+        return self._decide(share(), got, lost)
 
-    def _decide(self, median: float) -> FpsChange | None:
-        if median > self.high * self.target_ms:
-            self._good_windows = 0
-            factor = min(0.85, max(0.5, self.target_ms / median))
-            new = max(self.floor, round(self.limit * factor, 1))
-            why = f"latency {median:.0f} ms above {self.high * self.target_ms:.0f} ms"
-        elif median < self.low * self.target_ms:
-            self._good_windows += 1
-            if self._good_windows < self.raise_after:
-                return None
-            self._good_windows = 0
-            new = min(self.ceiling, round(self.limit * self.step, 1))
-            why = f"latency {median:.0f} ms below {self.low * self.target_ms:.0f} ms"
-        else:
-            self._good_windows = 0
-            return None
-        if abs(new - self.limit) < 1e-6:
+    def _decide(self, share: float | None, got: float | None, lost: float) -> FpsChange | None:
+        target, why = self.limit, ""
+        if share is not None:
+            target, why = share, f"fair share of measured capacity: {share:.1f} fps"
+            if self._held is not None and abs(share - self._held_share) > self.deadband * self._held_share:
+                self._held = None  # sessions came or went, or capacity changed: start from the share again
+        if got is not None and lost > self.max_backpressure and got < target:
+            self._held, self._held_share, self._clean = got, target, 0
+        elif got is not None and self._held is not None:
+            self._clean += 1
+            if self._clean >= self.probe_after:  # probe upwards, rarely, in case the pipeline recovered
+                self._held, self._clean = self._held * 1.2, 0
+        if self._held is not None and self._held < target:
+            target, why = self._held, f"{self._held:.1f} fps processed ({100 * lost:.0f}% backpressure drops)"
+        new = round(min(max(target, self.floor), self.ceiling), 1)
+        if abs(new - self.limit) <= self.deadband * self.limit:
             return None
         self.limit = new
         return FpsChange(new, why)

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from ..access import access_problem, deny
+from ..access import access_problem, answer_and_close, deny
 from ..errors import EdgeAgentError, EngineNotRunning, FrameError, FrameTooLarge, InferenceTimeout
 from ..inference.contract import DetectParams, Dropped, JpegFrame, Result
 from ..inference.frames import check_jpeg
@@ -28,6 +28,8 @@ def _error(status: int, code: str, message: str) -> web.Response:
 def _status_for(exc: EdgeAgentError) -> int:
     if isinstance(exc, FrameTooLarge):
         return 413
+    if isinstance(exc, SlowBody):
+        return 408
     if isinstance(exc, (FrameError, BadMessage)):
         return 400
     if isinstance(exc, (EngineNotRunning, InferenceTimeout)):
@@ -52,21 +54,30 @@ def _params(request: web.Request, labels: tuple[str, ...]) -> DetectParams:
     raw = request.query.get("classes")
     classes = None
     if raw:
-        items: list[str | int] = [
-            int(c) if c.strip().isdigit() else c.strip() for c in raw.split(",") if c.strip()
-        ]
+        names = [c.strip() for c in raw.split(",") if c.strip()]
+        # isdigit() alone accepts '²', which int() refuses.
+        items: list[str | int] = [int(c) if c.isascii() and c.isdigit() else c for c in names]
         classes = resolve_classes(items, labels)
     return DetectParams(_float_param(request, "confidence"), _float_param(request, "iou"), classes)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+class SlowBody(BadMessage):
+    """The request body did not arrive within server.body_timeout."""
+
+    code = "body_timeout"
+
+
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise FrameTooLarge(f"body is larger than the limit of {limit} bytes") from None
+    except TimeoutError:
+        raise SlowBody(f"request body not received within {timeout:g} s") from None
 
 
-async def detect_handler(request: web.Request) -> web.Response:
+async def detect_handler(request: web.Request) -> web.StreamResponse:
     """One JPEG in the body, detections JSON out; shares the infer requests fairly with streams."""
     app = request.app
     cfg = app[AGENT].config
@@ -81,7 +92,7 @@ async def detect_handler(request: web.Request) -> web.Response:
     stats = app[SOURCES].http_stats
     try:
         params = _params(request, app[AGENT].engine.model.labels)
-        body = await _read_body(request, cfg.engine.max_frame_bytes)
+        body = await _read_body(request, cfg.engine.max_frame_bytes, cfg.server.body_timeout)
         arrived = time.perf_counter()
         obs.received(stats)
         width, height = check_jpeg(body, cfg.engine.max_frame_bytes, cfg.engine.max_frame_pixels)
@@ -89,7 +100,10 @@ async def detect_handler(request: web.Request) -> web.Response:
         result = await _run(app, Job(object(), JpegFrame(body, width, height), run, _future(), arrived))
     except EdgeAgentError as exc:
         obs.record(stats, exc)
-        return _error(_status_for(exc), exc.code, str(exc))
+        resp = _error(_status_for(exc), exc.code, str(exc))
+        if isinstance(exc, SlowBody):
+            await answer_and_close(request, resp)
+        return resp
     obs.record(stats, result)
     judged, shown = judged_and_shown(
         result.detections, params.confidence, params.classes, cfg.detection.confidence

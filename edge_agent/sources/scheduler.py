@@ -13,6 +13,7 @@ from functools import partial
 from ..errors import EdgeAgentError, InferenceError
 from ..inference.contract import DetectParams, Dropped, Frame, Result
 from ..inference.engine import Engine
+from .capacity import Capacity, FairShare
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Scheduler:
         self._running: set[asyncio.Future[Result | Dropped]] = set()
         self._drained = asyncio.Event()
         self._drained.set()
+        self.capacity = Capacity()
+        self.shares = FairShare(self.capacity)
 
     @property
     def running(self) -> int:
@@ -61,6 +64,7 @@ class Scheduler:
 
     def submit(self, job: Job, queue_size: int) -> None:
         """Queue a frame; if its owner already has `queue_size` waiting, the oldest is dropped (latest wins)."""
+        self.shares.offered(job.owner, time.monotonic())
         queue = self._waiting.get(job.owner)
         if queue is None:
             queue = self._waiting[job.owner] = deque()
@@ -72,6 +76,7 @@ class Scheduler:
 
     def cancel_owner(self, owner: Hashable) -> None:
         """Forget an owner's waiting frames (its connection closed); running ones finish."""
+        self.shares.forget(owner)
         queue = self._waiting.pop(owner, None)
         if queue is None:
             return
@@ -107,14 +112,18 @@ class Scheduler:
                 job.outcome.set_exception(InferenceError(f"unexpected {type(exc).__name__}: {exc}"))
                 continue
             self._in_flight[owner] = self._in_flight.get(owner, 0) + 1
+            self.capacity.started(time.monotonic(), engine.streams)
             self._running.add(job.outcome)
             self._drained.clear()
             job.outcome.add_done_callback(partial(self._finished, owner))
 
     def _finished(self, owner: Hashable, fut: asyncio.Future[Result | Dropped]) -> None:
+        processed = False
         if not fut.cancelled():
-            fut.exception()  # the source reads it; marking it retrieved keeps a closed source's errors quiet
+            # The source reads it; marking it retrieved keeps a closed source's errors quiet.
+            processed = fut.exception() is None and isinstance(fut.result(), Result)
         self._running.discard(fut)
+        self.capacity.finished(time.monotonic(), processed)
         left = self._in_flight.pop(owner) - 1
         if left:
             self._in_flight[owner] = left

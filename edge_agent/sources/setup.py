@@ -9,6 +9,7 @@ from aiohttp import web
 from ..events import EVENTS
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from .cameras import setup_cameras
 from .http import detect_handler
 from .registry import SOURCES, SessionRegistry, Sources
 from .scheduler import Scheduler
@@ -36,3 +37,4 @@ def setup_sources(app: web.Application) -> None:
     app.router.add_post("/v1/detect", detect_handler)
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(sources_ctx)
+    setup_cameras(app)  # after sources_ctx: cameras stop before the scheduler drains

@@ -1,64 +1,34 @@
-"""`edge-agent bench`: N closed-loop WebSocket clients against a server, next to benchmark_app on the same IR.
+"""`edge-agent bench`: WebSocket clients against a server, next to benchmark_app on the same IR, in one run.
 
 By default it starts its own servers (`edge-agent serve` in a subprocess on 127.0.0.1): one with the LATENCY
 hint for the 1-client figure and one with the THROUGHPUT hint for more clients, as benchmark_app's two
 figures are measured; rounds are interleaved with benchmark_app because edge boxes are noisy. With --url it
-drives an already running server instead (its own hint for every figure).
+drives an already running server instead (its own hint for every figure). Frames are a mix of real
+photographs of different sizes, sent round-robin (--images DIR for your own).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import numpy as np
-import simplejpeg
 
 from ..allocator import keep_reads_on_heap
-from .bench_procs import benchmark_app, server
-from .deflate import SAMPLE_REPLY, deflate_report
+from . import bench_report as report
+from .bench_clients import Run, drive, idle_sessions, overload, summarise
+from .bench_photos import NoPhotos, Photo, describe, load_photos
+from .bench_procs import Served, benchmark_app, server
+from .deflate import SAMPLE_REPLY, deflate_report, synthetic_frame
 
 
-@dataclass
-class Run:
-    """Figures of one measurement."""
-
-    fps: float
-    p50: float
-    p99: float
-    dropped: int = 0
-    errors: int = 0
-    latencies: list[float] = field(default_factory=list, repr=False)
-
-
-def synthetic_frame(width: int = 640, height: int = 480) -> bytes:
-    """A camera-like JPEG (4:2:0, as cameras and browsers send): gradients plus sensor noise (deterministic)."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    rng = np.random.default_rng(7)
-    img = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
-    img += rng.normal(0, 6, img.shape)
-    pixels = np.clip(img, 0, 255).astype(np.uint8)
-    jpeg: bytes = simplejpeg.encode_jpeg(pixels, quality=85, colorspace="RGB", colorsubsampling="420")
-    return jpeg
-
-
-def _summarise(run: Run, counts: list[int], seconds: float) -> Run:
-    lat = sorted(run.latencies)
-    if lat:
-        run.fps = sum(counts) / seconds
-        run.p50 = lat[len(lat) // 2]
-        run.p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-    return run
-
-
-async def engine_direct(config: str | None, hint: str, callers: int, seconds: float, frame: bytes) -> Run:
+async def engine_direct(
+    config: str | None, hint: str, callers: int, seconds: float, photos: list[Photo]
+) -> Run:
     """The same closed loop straight on an in-process Engine: what the streaming layer adds is the difference."""
     from ..config import load_config
     from ..inference.engine import Engine
@@ -69,55 +39,20 @@ async def engine_direct(config: str | None, hint: str, callers: int, seconds: fl
     run = Run(0.0, 0.0, 0.0)
     start = time.perf_counter()
 
-    async def caller() -> int:
-        done = 0
+    async def caller(first: int) -> int:
+        done, k = 0, first
         while (now := time.perf_counter()) < start + 1.0 + seconds:
-            await engine.detect(frame)
+            await engine.detect(photos[k % len(photos)].data)
+            k += 1
             if now >= start + 1.0:
                 run.latencies.append((time.perf_counter() - now) * 1e3)
                 done += 1
         return done
 
     try:
-        return _summarise(run, list(await asyncio.gather(*(caller() for _ in range(callers)))), seconds)
+        return summarise(run, list(await asyncio.gather(*(caller(i) for i in range(callers)))), seconds)
     finally:
         await engine.async_stop()
-
-
-async def _client(
-    url: str, token: str | None, frame: bytes, until: float, warm_until: float, run: Run
-) -> int:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    done = 0
-    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers, max_msg_size=0) as ws:
-        await ws.receive_json()  # session
-        while (now := time.perf_counter()) < until:
-            await ws.send_bytes(frame)
-            while True:
-                reply = await ws.receive_json()
-                if reply["type"] in ("detections", "dropped", "error"):
-                    break
-            if now < warm_until:
-                continue
-            if reply["type"] == "detections":
-                run.latencies.append((time.perf_counter() - now) * 1e3)
-                done += 1
-            elif reply["type"] == "dropped":
-                run.dropped += 1
-            else:
-                run.errors += 1
-    return done
-
-
-async def drive(url: str, clients: int, seconds: float, frame: bytes, token: str | None = None) -> Run:
-    """Closed loop: each client sends its next frame when the previous reply arrived."""
-    run = Run(0.0, 0.0, 0.0)
-    start = time.perf_counter()
-    warm = 1.0
-    counts = await asyncio.gather(
-        *(_client(url, token, frame, start + warm + seconds, start + warm, run) for _ in range(clients))
-    )
-    return _summarise(run, list(counts), seconds)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -134,38 +69,119 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds; medians are printed (default 3)"
     )
-    p.add_argument("--image", help="JPEG to send (default: a synthetic 640x480 frame)")
+    p.add_argument(
+        "--images", metavar="DIR", help="send every JPEG in DIR, round-robin (default: a six-photo mix)"
+    )
+    p.add_argument("--image", metavar="FILE", help="send this one JPEG only")
     p.add_argument("--model", help="IR for benchmark_app (default: the built-in model)")
     p.add_argument("--device", default="CPU", help="benchmark_app device (default CPU)")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app reference")
     p.add_argument("--no-engine", action="store_true", help="skip the in-process engine reference")
+    p.add_argument(
+        "--overload", action="store_true", help="3 cameras x 30 fps open loop, against a lone client's p50"
+    )
+    p.add_argument("--overload-clients", type=int, default=3, help="cameras of --overload (default 3)")
+    p.add_argument("--overload-fps", type=float, default=30.0, help="frame rate of each camera (default 30)")
+    p.add_argument("--stages", action="store_true", help="server CPU per frame outside inference, per stage")
+    p.add_argument("--memory", action="store_true", help="RSS after start, per active and per idle session")
+    p.add_argument("--idle", type=int, default=200, help="idle sessions of --memory (default 200)")
     p.add_argument(
         "--deflate", nargs="*", metavar="JPEG", help="only measure per-message deflate on these frames"
     )
     return p.parse_args(argv)
 
 
-def _measure(args: argparse.Namespace, counts: list[int], frame: bytes) -> dict[str, list[Run]]:
+def _label(kind: str, n: int) -> str:
+    return (
+        f"ws {n} client{'s' if n > 1 else ''}" if kind == "ws" else f"engine {n} caller{'s' if n > 1 else ''}"
+    )
+
+
+def _ws_run(served: Served, n: int, seconds: float, photos: list[Photo], token: str | None) -> Run:
+    loop0, _ = served.cpu()
+    own0 = time.process_time()
+    run = asyncio.run(drive(served.url, n, seconds, photos, token))
+    loop1, _ = served.cpu()
+    # Per answered frame (warm-up included in both counts): the server's event loop, and this bench's
+    # clients, which take their CPU from the same cores as inference.
+    run.loop_cpu_ms = (loop1 - loop0) * 1e3 / max(1, run.answered)
+    run.client_cpu_ms = (time.process_time() - own0) * 1e3 / max(1, run.answered)
+    return run
+
+
+def _measure(args: argparse.Namespace, counts: list[int], photos: list[Photo]) -> dict[str, list[Run]]:
     runs: dict[str, list[Run]] = {}
-    model = Path(args.model) if args.model else _default_model()
     for _ in range(args.rounds):
         for n in counts:
-            label = f"ws {n} client{'s' if n > 1 else ''}"
+            hint = "LATENCY" if n == 1 else "THROUGHPUT"
             if args.url:
-                run = asyncio.run(drive(args.url, n, args.seconds, frame, args.token))
+                run = asyncio.run(drive(args.url, n, args.seconds, photos, args.token))
             else:
-                with server("LATENCY" if n == 1 else "THROUGHPUT", args.config) as url:
-                    run = asyncio.run(drive(url, n, args.seconds, frame))
-            runs.setdefault(label, []).append(run)
+                with server(hint, args.config) as served:
+                    run = _ws_run(served, n, args.seconds, photos, None)
+            runs.setdefault(_label("ws", n), []).append(run)
             if not args.no_engine:
-                hint = "LATENCY" if n == 1 else "THROUGHPUT"
-                direct = asyncio.run(engine_direct(args.config, hint, n, args.seconds, frame))
-                runs.setdefault(f"engine {n} caller{'s' if n > 1 else ''} (no server)", []).append(direct)
-        if not args.no_benchmark_app:
-            for hint in ("latency", "throughput"):
-                fps, median = benchmark_app(model, args.device, hint, max(5, int(args.seconds)))
-                runs.setdefault(f"benchmark_app {hint}", []).append(Run(fps, median, float("nan")))
+                direct = asyncio.run(engine_direct(args.config, hint, n, args.seconds, photos))
+                runs.setdefault(_label("engine", n) + " (no server)", []).append(direct)
+        _reference(args, runs)
     return runs
+
+
+def _reference(args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
+    if args.no_benchmark_app:
+        return
+    model = Path(args.model) if args.model else _default_model()
+    for hint in ("latency", "throughput"):
+        fps, median = benchmark_app(model, args.device, hint, max(5, int(args.seconds)))
+        runs.setdefault(f"benchmark_app {hint}", []).append(Run(fps, median, float("nan")))
+
+
+def _overload(args: argparse.Namespace, photos: list[Photo]) -> None:
+    rounds: list[report.OverloadRound] = []
+    for _ in range(args.rounds):
+        refs: dict[str, list[Run]] = {}
+        if args.url:
+            lone = asyncio.run(drive(args.url, 1, args.seconds, photos, args.token))
+            cams = asyncio.run(
+                overload(args.url, args.overload_clients, args.overload_fps, args.seconds, photos, args.token)
+            )
+        else:
+            with server("THROUGHPUT", args.config) as served:
+                lone = asyncio.run(drive(served.url, 1, args.seconds, photos))
+                cams = asyncio.run(
+                    overload(served.url, args.overload_clients, args.overload_fps, args.seconds, photos)
+                )
+        _reference(args, refs)
+        rounds.append(report.OverloadRound(lone, cams, refs, args.seconds))
+        report.overload_round(rounds[-1])
+    report.overload_summary(rounds)
+
+
+def _memory(args: argparse.Namespace, photos: list[Photo]) -> None:
+    with server("THROUGHPUT", args.config) as served:
+        time.sleep(1.0)
+        start = served.rss()
+        asyncio.run(drive(served.url, 1, 3.0, photos))  # every photo once: buffers grown, caches warm
+        warm = served.rss()
+        active = 8
+        with_active = asyncio.run(_rss_while_active(served, active, photos))
+        before_idle = served.rss()
+        accepted, with_idle = asyncio.run(_rss_while_idle(served, args.idle))
+    report.memory(start, warm, with_active, active, before_idle, with_idle, accepted)
+
+
+async def _rss_while_active(served: Served, clients: int, photos: list[Photo]) -> int:
+    task = asyncio.ensure_future(drive(served.url, clients, 4.0, photos))
+    await asyncio.sleep(3.0)
+    rss = served.rss()
+    await task
+    return rss
+
+
+async def _rss_while_idle(served: Served, count: int) -> tuple[int, int]:
+    async with idle_sessions(served.url, count) as accepted:
+        await asyncio.sleep(1.0)
+        return accepted, served.rss()
 
 
 def _default_model() -> Path:
@@ -174,52 +190,33 @@ def _default_model() -> Path:
     return default_model_path()
 
 
-def _report(runs: dict[str, list[Run]], counts: list[int]) -> None:
-    med = {
-        k: Run(*(statistics.median(getattr(r, f) for r in v) for f in ("fps", "p50", "p99")))
-        for k, v in runs.items()
-    }
-    print(f"{'':28}{'FPS':>9}{'p50 ms':>10}{'p99 ms':>10}  dropped errors")
-    for label, run in med.items():
-        extra = f"  {sum(r.dropped for r in runs[label]):7d} {sum(r.errors for r in runs[label]):6d}"
-        p99 = "" if run.p99 != run.p99 else f"{run.p99:10.1f}"
-        print(f"{label:28}{run.fps:9.1f}{run.p50:10.1f}{p99:>10}{extra if label.startswith('ws') else ''}")
-    ba_t, ba_l = med.get("benchmark_app throughput"), med.get("benchmark_app latency")
-    many = f"ws {max(counts)} clients"
-    if ba_t and many in med:
-        print(
-            f"{max(counts)} clients / benchmark_app throughput FPS: {med[many].fps / ba_t.fps:.3f} (target >= 0.93)"
-        )
-    for n in counts:
-        ws, eng = (
-            f"ws {n} client{'s' if n > 1 else ''}",
-            f"engine {n} caller{'s' if n > 1 else ''} (no server)",
-        )
-        if ws in med and eng in med:
-            print(
-                f"{n} client(s): WebSocket / in-process engine FPS {med[ws].fps / med[eng].fps:.3f}, "
-                f"p50 {med[ws].p50 / med[eng].p50:.3f}"
-            )
-    if ba_l and "ws 1 client" in med:
-        print(
-            f"1 client p50 / benchmark_app latency median: {med['ws 1 client'].p50 / ba_l.p50:.3f} (target <= 1.15)"
-        )
-
-
 def main(argv: list[str]) -> int:
-    """Entry point of `edge-agent bench`; prints one table."""
+    """Entry point of `edge-agent bench`; prints its tables."""
     args = _parse(argv)
     keep_reads_on_heap()  # the clients read replies the way the server reads frames (see allocator.py)
     if args.deflate is not None:
         frames = {Path(f).name: Path(f).read_bytes() for f in args.deflate}
         deflate_report({**frames, "synthetic 640x480": synthetic_frame(), "detections reply": SAMPLE_REPLY})
         return 0
-    counts = [int(c) for c in args.clients.split(",") if c.strip()]
-    frame = Path(args.image).read_bytes() if args.image else synthetic_frame()
     try:
-        runs = _measure(args, counts, frame)
+        photos = load_photos(args.images, args.image)
+    except NoPhotos as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"frames: {describe(photos)}")
+    counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    try:
+        if args.stages:
+            from . import bench_stages
+
+            bench_stages.report(asyncio.run(bench_stages.measure(args.config, photos)))
+        elif args.memory:
+            _memory(args, photos)
+        elif args.overload:
+            _overload(args, photos)
+        else:
+            report.closed_loop(_measure(args, counts, photos), counts)
     except (RuntimeError, OSError, subprocess.CalledProcessError, aiohttp.ClientError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    _report(runs, counts)
     return 0

@@ -12,15 +12,21 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 BENCH_ENV = {
     # No rate limit or adaptive FPS: the bench measures what the pipeline can do.
     "STREAMING_MAX_FPS": "240",
     "STREAMING_DEFAULT_FPS": "240",
-    "EDGE_AGENT_STREAMING__TARGET_LATENCY_MS": "600000",
+    "EDGE_AGENT_STREAMING__ADAPTIVE_FPS": "false",
+    # The memory figure opens 200 idle sessions, all from this one loopback peer.
+    "EDGE_AGENT_STREAMING__MAX_SESSIONS": "256",
+    "EDGE_AGENT_SERVER__MAX_SESSIONS_PER_PEER": "256",
+    "EDGE_AGENT_SERVER__MAX_CONNECTIONS_PER_PEER": "512",
     "EDGE_AGENT_MDNS__ENABLED": "false",
 }
 
@@ -53,9 +59,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A server the bench started."""
+
+    url: str  # ws://127.0.0.1:port/stream/detection
+    pid: int
+
+    def rss(self) -> int:
+        """Resident set size in bytes."""
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds (user+system) of the event-loop thread and of the whole process."""
+        proc = psutil.Process(self.pid)
+        main = next((t for t in proc.threads() if t.id == self.pid), None)
+        times = proc.cpu_times()
+        loop = main.user_time + main.system_time if main else float("nan")
+        return loop, times.user + times.system
+
+
 @contextmanager
-def server(hint: str, config: str | None, timeout: float = 300.0) -> Iterator[str]:
-    """`edge-agent serve` with the given hint in a subprocess; yields its WebSocket URL."""
+def server(hint: str, config: str | None, timeout: float = 300.0) -> Iterator[Served]:
+    """`edge-agent serve` with the given hint in a subprocess; yields where it listens and its pid."""
     port = _free_port()
     env = {**os.environ, **BENCH_ENV, "OPENVINO_PERFORMANCE_MODE": hint}
     cmd = [
@@ -71,7 +97,7 @@ def server(hint: str, config: str | None, timeout: float = 300.0) -> Iterator[st
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         asyncio.run(_wait_ready(f"http://127.0.0.1:{port}/v1/info", proc, timeout))
-        yield f"ws://127.0.0.1:{port}/stream/detection"
+        yield Served(f"ws://127.0.0.1:{port}/stream/detection", proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

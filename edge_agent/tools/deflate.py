@@ -5,6 +5,20 @@ from __future__ import annotations
 import time
 import zlib
 
+import numpy as np
+import simplejpeg
+
+
+def synthetic_frame(width: int = 640, height: int = 480) -> bytes:
+    """A camera-like JPEG (4:2:0, as cameras and browsers send): gradients plus sensor noise (deterministic)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(7)
+    img = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
+    img += rng.normal(0, 6, img.shape)
+    pixels = np.clip(img, 0, 255).astype(np.uint8)
+    jpeg: bytes = simplejpeg.encode_jpeg(pixels, quality=85, colorspace="RGB", colorsubsampling="420")
+    return jpeg
+
 
 def deflate_report(payloads: dict[str, bytes]) -> None:
     """What permessage-deflate (raw deflate, sync flush) would save and cost per message."""

@@ -162,3 +162,20 @@ async def test_shutdown_ends_sse_streams(serve: Serve) -> None:
     except EOFError:
         pass
     await eventually(lambda: client.app[EVENTS].subscribers == 0)
+
+
+async def test_resume_from_zero_is_bounded_and_names_no_foreign_gap(serve: Serve) -> None:
+    """A resume from id 0 over a long history gets at most the subscriber's bound (the newest), and a
+    client's stream announces no gap for ids that belonged to other clients."""
+    client = await serve(streaming__event_buffer=1000, streaming__subscriber_queue=16)
+    hub = client.app[EVENTS]
+    for i in range(58):
+        hub.publish(FpsEvent("other", float(i), "test"))
+    for i in range(300):
+        hub.publish(FpsEvent(f"c{i % 3}", float(i), "test"))
+    reader = SseReader(await client.get("/stream/events", headers={"Last-Event-ID": "0"}))
+    assert [(await reader.next())["id"] for _ in range(16)] == list(range(343, 359))
+    mine = SseReader(await client.get("/stream/events/other", headers={"Last-Event-ID": "0"}))
+    first = await mine.next(comments=True)
+    assert "no longer buffered" not in first.get("comment", ""), first
+    assert first["id"] == 43, "the newest 16 of other's 58 events (ids 1..58), oldest first"

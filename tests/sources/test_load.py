@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 
-from edge_agent.inference.contract import DetectParams, Frame, Result
 from edge_agent.inference.engine import Engine
 from edge_agent.runtime import AGENT
 from tests.support.streams import Serve, SseReader, next_json, ov_cache, serve
@@ -20,7 +20,7 @@ __all__ = ["ov_cache", "serve"]
 UNLIMITED = {
     "streaming__max_fps": 240.0,
     "streaming__default_fps": 240.0,
-    "streaming__target_latency_ms": 60000.0,
+    "streaming__adaptive_fps": False,
 }
 
 
@@ -158,93 +158,106 @@ async def test_fast_sender_cannot_starve_others(serve: Serve, photos: dict[str, 
     assert polite_latency < 3 * service * 1000, (polite_latency, service)
 
 
-class SlowEngine:
-    """The real engine plus real extra latency after each detection (a really slow pipeline)."""
+@dataclass
+class Follower:
+    """A well-behaved camera: sends at the limit it was last told; remembers what it got and when."""
 
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
-        self.delay = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+    ws: aiohttp.ClientWebSocketResponse
+    limit: float
+    replies: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    limits: list[tuple[float, float, str]] = field(default_factory=list)
+    follow: bool = True
+    told: float = 0.0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    async def send(self, jpeg: bytes, until: float) -> None:
+        due = time.perf_counter()
+        while due < until:
+            await self.ws.send_bytes(jpeg)
+            due += 1.0 / self.limit
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
-    def submit(
-        self, frame: Frame, params: DetectParams, arrived: float, future: asyncio.Future[Any]
-    ) -> asyncio.Future[Any]:
-        inner = self.inner.submit(frame, params, arrived)
-        task = asyncio.ensure_future(self._finish(inner, future))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return future
-
-    async def _finish(self, inner: asyncio.Future[Result], future: asyncio.Future[Any]) -> None:
-        result = await inner
-        if self.delay:
-            t0 = time.perf_counter()
-            await asyncio.sleep(self.delay)
-            extra = (time.perf_counter() - t0) * 1000
-            result.timings.postprocess += extra
-            result.timings.total += extra
-        if not future.done():
-            future.set_result(result)
-
-
-async def test_adaptive_fps_follows_a_slow_pipeline(serve: Serve, photos: dict[str, bytes]) -> None:
-    client = await serve(
-        streaming__max_fps=20.0,
-        streaming__default_fps=10.0,
-        streaming__min_fps=2.0,
-        streaming__target_latency_ms=300.0,
-    )
-    slow = SlowEngine(client.app[AGENT].engine)
-    client.app[AGENT].engine_or_none = slow  # type: ignore[assignment,unused-ignore]
-    sse = SseReader(await client.get("/stream/events/cam"))
-    changes: list[tuple[float, float, str]] = []
-    limit = 10.0
-    start = time.perf_counter()
-
-    async def camera(ws: aiohttp.ClientWebSocketResponse) -> None:
-        # Follows the announced limit, as a well-behaved client does.
+    async def read(self) -> None:
         while True:
-            await ws.send_bytes(photos["coffee"])
-            await asyncio.sleep(1.0 / limit)
+            msg = await next_json(self.ws, skip=())
+            now = time.perf_counter()
+            if msg["type"] == "fps":
+                self.told = msg["fps_limit"]
+                self.limit = self.told if self.follow else self.limit
+                self.limits.append((now, self.told, msg["reason"]))
+            elif msg["type"] in ("detections", "dropped"):
+                self.replies.append((now, msg))
 
-    async def until_change(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> dict[str, Any]:
-        nonlocal limit
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await next_json(ws, skip=())
-                if msg["type"] == "fps":
-                    limit = msg["fps_limit"]
-                    changes.append((time.perf_counter() - start, limit, msg["reason"]))
-                    return msg
+    def between(self, t0: float, t1: float) -> tuple[int, int]:
+        """(processed, dropped for backpressure) among replies from t0 to t1."""
+        late = [m for at, m in self.replies if t0 <= at < t1]
+        return sum(m["type"] == "detections" for m in late), sum(
+            m.get("reason") == "backpressure" for m in late
+        )
 
+
+async def deaf(cams: list[Follower], jpeg: bytes, seconds: float) -> float:
+    """Both cameras at 30 fps, deaf to fps messages: what the box processes then is its capacity,
+    measured through the same path (this process runs both the clients and the server)."""
+    start = time.perf_counter()
+    for c in cams:
+        c.follow, c.limit = False, 30.0
+    await asyncio.gather(*(c.send(jpeg, start + seconds) for c in cams))
+    for c in cams:
+        c.follow, c.limit = True, c.told
+    return sum(c.between(start + 0.5, start + seconds)[0] for c in cams) / (seconds - 0.5)
+
+
+# Slow: it measures the box itself (~20 s), and on a shared box its capacity swings from second to second
+# (other processes stall the one inference thread), which no controller can hide from a 5% drop budget.
+@pytest.mark.slow
+async def test_adaptive_fps_shares_a_slow_pipeline(serve: Serve, photos: dict[str, bytes]) -> None:
+    """Two cameras following their fps messages on a one-thread engine: no backpressure, box fully used."""
+    client = await serve(
+        engine__cpu_threads=1,
+        engine__performance_hint="LATENCY",
+        streaming__min_fps=1.0,
+        streaming__default_fps=30.0,
+        streaming__max_fps=30.0,
+    )
+    jpeg = photos["coffee"]
+    cams: list[Follower] = []
+    for i in range(2):
+        ws = await client.ws_connect(f"/stream/detection?client_id=cam{i}")
+        cams.append(Follower(ws, (await next_json(ws))["fps_limit"]))
+    readers = [asyncio.create_task(c.read()) for c in cams]
+    start = time.perf_counter()
+    capacity = [await deaf(cams, jpeg, 3.0)]
+    settled = time.perf_counter() + 6.0  # a few 1 s windows to follow the share
+    await asyncio.gather(*(c.send(jpeg, settled + 6.0) for c in cams))
+    limits = [c.limit for c in cams]
+    capacity.append(await deaf(cams, jpeg, 3.0))
+    for r in readers:
+        r.cancel()
+    for c in cams:
+        await c.ws.close()
+    told = [[(round(at - start, 1), fps, why) for at, fps, why in c.limits] for c in cams]
+    assert all(c.limits for c in cams), "both cameras must have been told their share"
+    told = [[t for t in told_c if t[0] < settled - start + 6.0] for told_c in told]
+    for c in cams:  # settled: no oscillation (a change every 1 s window), at most a few corrections
+        late = [fps for at, fps, _ in c.limits if settled <= at < settled + 6.0]
+        assert len(late) <= 3, told
+    processed, dropped = map(sum, zip(*(c.between(settled, settled + 6.0) for c in cams), strict=True))
+    assert dropped < 0.05 * (processed + dropped), (processed, dropped, told)
+    total = sum(limits)
+    assert 0.85 * min(capacity) <= total <= 1.15 * max(capacity), (total, capacity, told)
+    assert abs(limits[0] - limits[1]) <= 0.2 * total, told
+
+
+async def test_config_fps_limit_is_announced(serve: Serve, photos: dict[str, bytes]) -> None:
+    client = await serve()
+    sse = SseReader(await client.get("/stream/events/cam"))
     async with client.ws_connect("/stream/detection?client_id=cam") as ws:
         await next_json(ws)
-        slow.delay = 0.7  # ~0.8 s per frame against a 300 ms target
-        sender = asyncio.create_task(camera(ws))
-        try:
-            while limit > 2.0:
-                msg = await until_change(ws, 15)
-                assert "above 450 ms" in msg["reason"]
-            # Steady slow load: the limit stays at the floor, no further announcements.
-            try:
-                await until_change(ws, 4)
-                raise AssertionError(f"limit changed again on steady load: {changes}")
-            except TimeoutError:
-                pass
-            slow.delay = 0.0  # the pipeline recovers: the limit is raised again
-            msg = await until_change(ws, 20)
-            assert msg["fps_limit"] > 2.0 and "below 210 ms" in msg["reason"]
-        finally:
-            sender.cancel()
-    lowered = [c[1] for c in changes[:-1]]
-    assert lowered == sorted(lowered, reverse=True) and lowered[-1] == 2.0
-    fps_events: list[float] = []
-    while len(fps_events) < len(changes):
-        fps_events.append((await sse.until("fps"))["json"]["fps_limit"])
-    assert fps_events == [c[1] for c in changes]
+        await ws.send_json({"type": "config", "fps_limit": 7})
+        assert (await next_json(ws, skip=()))["type"] == "config"
+        fps = await next_json(ws, skip=())
+        assert fps == {"type": "fps", "fps_limit": 7.0, "reason": "client asked for 7 fps"}
+    assert (await sse.until("fps"))["json"]["fps_limit"] == 7.0
 
 
 async def test_engine_swap_keeps_sessions(serve: Serve, photos: dict[str, bytes]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Hashable
 
@@ -11,6 +10,7 @@ import pytest
 
 from edge_agent.errors import EdgeAgentError, InferenceError, NotJpeg
 from edge_agent.inference.contract import DetectParams, Dropped, JpegFrame, Outcome, Result, Timings
+from edge_agent.sources.capacity import Capacity, FairShare, water_fill
 from edge_agent.sources.fps import AdaptiveFps, RateLimiter
 from edge_agent.sources.replies import BadMessage
 from edge_agent.sources.scheduler import Job, Scheduler
@@ -22,6 +22,7 @@ class FakeEngine:
 
     def __init__(self, capacity: int = 1) -> None:
         self.num_requests = capacity
+        self.streams = capacity
         self.started: list[bytes] = []
         self.gates: dict[bytes, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -165,60 +166,133 @@ def test_rate_limiter_allows_rate_plus_burst() -> None:
     assert all(limiter.allow(t) for t in stamps)
 
 
-def _run(ctrl: AdaptiveFps, latency_of: object, seconds: float) -> list[tuple[float, float]]:
-    """Feed the controller frames at its own limit; latency from a model of the pipeline."""
+def _run(
+    ctrl: AdaptiveFps, share: float | None, seconds: float, got: float | None = None, t0: float = 0.0
+) -> list[tuple[float, float]]:
+    """Feed the controller frames at its own limit; beyond `got` fps the excess is dropped for backpressure."""
     changes: list[tuple[float, float]] = []
-    t = 0.0
-    while t < seconds:
-        change = ctrl.observe(latency_of(ctrl.limit), t)  # type: ignore[operator]
+    t, credit = t0, 0.0
+    while t < t0 + seconds:
+        credit += (got if got is not None else ctrl.limit) / ctrl.limit
+        processed = credit >= 1.0
+        credit -= processed
+        change = ctrl.observe(processed, t, lambda: share)
         if change is not None:
             changes.append((t, change.fps_limit))
         t += 1.0 / ctrl.limit
     return changes
 
 
-def test_adaptive_fps_lowers_to_floor_when_slow_and_stays() -> None:
-    ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=15)
-    changes = _run(ctrl, lambda fps: 400.0, 20)
-    assert ctrl.limit == 5
-    assert [fps for _, fps in changes] == sorted((fps for _, fps in changes), reverse=True)
-    assert changes[-1][0] < 5  # reached the floor within a few windows, then no more messages
+def test_adaptive_fps_goes_to_the_fair_share_in_one_step_and_stays() -> None:
+    ctrl = AdaptiveFps(floor=1, ceiling=30, start=15)
+    changes = _run(ctrl, 6.3, 30)
+    assert changes == [(changes[0][0], 6.3)] and changes[0][0] < 1.2
+    ctrl = AdaptiveFps(floor=1, ceiling=30, start=15)
+    assert [fps for _, fps in _run(ctrl, 80.0, 10)] == [30]  # never above the ceiling
 
 
-def test_adaptive_fps_raises_to_ceiling_when_fast() -> None:
-    ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=15)
-    changes = _run(ctrl, lambda fps: 20.0, 30)
-    assert ctrl.limit == 30
-    assert all(b > a for (_, a), (_, b) in itertools.pairwise(changes))
+def test_adaptive_fps_holds_without_an_estimate_or_inside_the_deadband() -> None:
+    assert _run(AdaptiveFps(floor=1, ceiling=30, start=15), None, 20) == []
+    assert _run(AdaptiveFps(floor=1, ceiling=30, start=15), 16.4, 20) == []
+    assert _run(AdaptiveFps(floor=1, ceiling=30, start=15), 13.6, 20) == []
 
 
-def test_adaptive_fps_holds_inside_band() -> None:
-    ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=15)
-    assert _run(ctrl, lambda fps: 100.0, 30) == []
-    assert _run(ctrl, lambda fps: 149.0, 30) == [] and _run(ctrl, lambda fps: 71.0, 30) == []
-
-
-def test_adaptive_fps_settles_under_load_without_oscillation() -> None:
-    # A pipeline that keeps up to 12 fps at 60 ms, then queues: latency grows with the overload.
-    def latency(fps: float) -> float:
-        return 60.0 if fps <= 12 else 60.0 + (fps - 12) * 40.0
-
-    ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=30)
-    changes = _run(ctrl, latency, 120)
-    assert changes, "should have reacted to the overload"
-    late = [c for c in changes if c[0] > 40]
-    assert late == [], f"still changing after 40 s: {late}"
-    assert latency(ctrl.limit) <= 150 and ctrl.limit >= 5
+def test_adaptive_fps_counts_backpressure_drops() -> None:
+    # The share says 20, but only 8 fps get processed: the session is told what it really gets.
+    ctrl = AdaptiveFps(floor=1, ceiling=30, start=20)
+    changes = _run(ctrl, 20.0, 10, got=8.0)
+    assert 7.0 <= changes[0][1] <= 9.0 and 7.0 <= ctrl.limit <= 10.0
+    assert len(changes) <= 3, changes  # told once; at most one probe upwards, answered by drops
+    # Once the pipeline keeps up again, the limit climbs back to the share.
+    _run(ctrl, 20.0, 40, t0=10.0)
+    assert ctrl.limit >= 18.0  # within the deadband of the share
 
 
 def test_adaptive_fps_client_limit_is_ceiling() -> None:
-    ctrl = AdaptiveFps(target_ms=100, floor=5, ceiling=30, start=15)
+    ctrl = AdaptiveFps(floor=5, ceiling=30, start=15)
     ctrl.set_bounds(5, 8, 8)
-    _run(ctrl, lambda fps: 10.0, 20)
+    _run(ctrl, 20.0, 20)
     assert ctrl.limit == 8
     ctrl.set_bounds(2, 2, 2)  # a client may ask for less than min_fps
-    _run(ctrl, lambda fps: 900.0, 10)
+    _run(ctrl, 1.0, 10)
     assert ctrl.limit == 2
+    ctrl = AdaptiveFps(floor=5, ceiling=30, start=15)
+    _run(ctrl, 3.0, 10)
+    assert ctrl.limit == 5  # never below min_fps
+
+
+def test_water_fill_gives_unused_share_to_the_others() -> None:
+    assert water_fill(18.0, []) == 18.0
+    assert water_fill(18.0, [9.9]) == 9.0
+    assert water_fill(18.0, [5.5, 20.0]) == 6.25  # 5.5 kept by a slow camera, the rest split
+    assert water_fill(18.0, [1.0, 2.0]) == 15.0
+
+
+class _Known(Capacity):
+    def __init__(self, fps: float) -> None:
+        super().__init__()
+        self.known = fps
+
+    @property
+    def fps(self) -> float | None:
+        return self.known
+
+
+def test_capacity_counts_busy_time_per_stream() -> None:
+    # A two-stream device at 50 ms per frame (40 fps) with one frame at a time: half busy, 40 fps.
+    cap, t = Capacity(), 0.0
+    for _ in range(60):
+        cap.started(t, 2)
+        t += 0.05
+        cap.finished(t)
+        t += 0.01  # the client's round trip
+    assert cap.fps is not None and abs(cap.fps - 40.0) < 1.0
+    # Saturated with three frames in flight on the same device: still 40 fps, not 60.
+    cap, t = Capacity(), 0.0
+    for _ in range(3):
+        cap.started(t, 2)
+    for _ in range(120):
+        t += 0.025
+        cap.finished(t)
+        cap.started(t, 2)
+    assert cap.fps is not None and abs(cap.fps - 40.0) < 1.0
+    # Frames that fail fast (corrupt data) keep the device busy but are not capacity.
+    for _ in range(200):
+        cap.started(t, 2)
+        t += 0.002
+        cap.finished(t, processed=False)
+    assert cap.fps is not None and cap.fps < 41.0
+
+
+def test_shares_converge_when_sessions_come_and_go() -> None:
+    """Well-behaved sessions that follow their limits settle on equal shares, re-settle, and stop changing."""
+    shares = FairShare(_Known(20.0))
+    ctrls = {name: AdaptiveFps(floor=1, ceiling=30, start=15) for name in ("a", "b", "c")}
+    history: dict[str, list[tuple[float, float]]] = {name: [] for name in ctrls}
+    next_frame = dict.fromkeys(ctrls, 0.0)
+
+    def run(active: tuple[str, ...], until: float) -> None:
+        t = min(next_frame[n] for n in active)
+        while t < until:
+            name = min(active, key=lambda n: next_frame[n])
+            t = next_frame[name]
+            shares.offered(name, t)
+            change = ctrls[name].observe(True, t, lambda n=name, now=t: shares.share(n, now))  # type: ignore[misc]
+            if change is not None:
+                history[name].append((t, change.fps_limit))
+            next_frame[name] = t + 1.0 / ctrls[name].limit
+
+    run(("a", "b"), 10.0)
+    assert abs(ctrls["a"].limit - 9.0) < 0.6 and abs(ctrls["b"].limit - 9.0) < 0.6
+    next_frame["c"] = 10.0
+    run(("a", "b", "c"), 25.0)
+    assert all(abs(c.limit - 6.0) < 0.7 for c in ctrls.values()), {n: c.limit for n, c in ctrls.items()}
+    assert all(t < 16.0 for h in history.values() for t, _ in h if t > 10.0), history
+    shares.forget("c")
+    run(("a", "b"), 40.0)
+    assert abs(ctrls["a"].limit - 9.0) < 0.6 and abs(ctrls["b"].limit - 9.0) < 0.6
+    assert all(t < 31.0 for h in history.values() for t, _ in h if t > 25.0), history
+    assert sum(len(h) for h in history.values()) <= 12, history
 
 
 @pytest.mark.parametrize(
@@ -257,3 +331,45 @@ def test_parse_text_messages() -> None:
     assert parse_text('{"type":"ping"}', 30) == PingMsg(None)
     assert BadBase64("x", 3).frame_id == 3 and NotJpeg.code == "not_jpeg"
     assert time.monotonic() > 0
+
+
+def test_fair_share_forgets_owners_it_no_longer_sees() -> None:
+    shares = FairShare(_Known(20.0))
+    for i in range(3000):  # /v1/detect: one owner per request
+        shares.offered(object(), i * 0.001)
+    assert len(shares._offers) <= 1024
+    shares.offered("cam", 10.0)
+    assert shares.share("cam", 10.0) == 18.0 and list(shares._offers) == ["cam"]
+
+
+def test_fair_share_leaves_what_a_capped_session_cannot_use() -> None:
+    shares = FairShare(_Known(40.0))
+    for i in range(40):  # a client that asked for 10 fps and sends them
+        shares.offered("capped", i * 0.1)
+    shares.share("capped", 4.0, 10.0, 10.0)
+    shares.offered("cam", 4.0)
+    assert shares.share("cam", 4.0, 15.0, 30.0) == 26.0  # 36 budget - 10
+
+
+@pytest.mark.parametrize("requests", [2, 3])
+async def test_overloaded_frame_waits_behind_one_frame_per_other_owner(requests: int) -> None:
+    """Three flooding owners, a FIFO device: latest wins and round-robin keep a processed frame's wait to
+    the frames already in the requests plus one completion, and every owner gets the same share."""
+    fake = FakeEngine(requests)
+    sched = Scheduler(lambda: fake)  # type: ignore[arg-type,return-value]
+    arrived: dict[bytes, int] = {}
+    done: list[bytes] = []
+    for tick in range(120):
+        for owner in ((0, 1, 2), (2, 0, 1), (1, 2, 0))[tick % 3]:  # every owner sends again, in turns
+            frame = f"{owner}:{tick}".encode()
+            arrived[frame] = len(done)
+            sched.submit(make_job(owner, frame), 1)
+        await settle()
+        oldest = next(f for f in fake.started if f not in done)
+        done.append(oldest)
+        fake.release(oldest)
+        await settle()
+    waits = [i + 1 - arrived[f] for i, f in enumerate(done)]
+    assert max(waits) <= requests + 1, waits
+    served = [sum(f.startswith(f"{o}:".encode()) for f in done) for o in range(3)]
+    assert max(served) - min(served) <= 1, served

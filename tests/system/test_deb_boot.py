@@ -314,8 +314,9 @@ def test_readme_nginx_steps_work_as_written(box: Container) -> None:
         )
 
 
-def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> None:
-    """First boot wrote the device id and instance name; reruns change nothing; --token sets a token once."""
+def test_firstboot_identity_is_stable_and_token_by_default(box: Container) -> None:
+    """First boot wrote the device id and instance name; reruns change nothing; the install made a token
+    that `edge-agent token show|rotate` prints and replaces (the service reloads with it)."""
     machine = box.run("cat", "/etc/machine-id").stdout.strip()
     device_id = box.run("cat", "/var/lib/edge-agent/device-id").stdout.strip()
     assert device_id == hashlib.sha256(f"edge-agent:{machine}".encode()).hexdigest()[:16]
@@ -329,13 +330,22 @@ def test_firstboot_identity_is_stable_and_token_on_request(box: Container) -> No
     bad = box.run("edge-agent-firstboot", "--bogus", check=False)
     assert bad.returncode == 2 and "unknown argument" in bad.stderr
 
-    token = box.run("edge-agent-firstboot", "--token").stdout.strip()
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    token = _token(box)
+    assert token is not None and re.fullmatch(r"[A-Za-z0-9_-]{43}", token), "postinst made a token"
+    owner = box.run("stat", "-c", "%U:%G %a", "/etc/edge-agent/token").stdout.strip()
+    assert owner == "edge-agent:edge-agent 600", "readable by the service user only"
+    assert box.run("edge-agent", "token", "show").stdout.strip() == token
     assert box.run("edge-agent-firstboot", "--token").stdout == "", "a set token is kept"
-    pid = wait_active(box, old_pid=pid)
     status, _ = http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg")
-    assert status == 401, "the restarted service requires the new token"
-    status, body = http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg", token)
+    assert status == 401, "secure by default: the installed service requires the token"
+    new = box.run("edge-agent", "token", "rotate").stdout.strip()
+    assert new != token and re.fullmatch(r"[A-Za-z0-9_-]{43}", new)
+    wait_for(
+        "the reload",
+        lambda: http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg", token)[0] == 401 or None,
+        60,
+    )
+    status, body = http(box, "POST", "/v1/detect", "/srv/system-test/bus.jpg", new)
     assert status == 200, body
     assert "person" in {d["label"] for d in json.loads(body)["detections"]}
 
@@ -443,9 +453,8 @@ def _ar_members(path: Path) -> list[str]:
 
 
 def _token(box: Container) -> str | None:
-    env = box.run("cat", "/etc/edge-agent/edge-agent.env", check=False).stdout
-    found = re.search(r'^EDGE_AGENT_SERVER__TOKEN="([^"]+)"', env, re.MULTILINE)
-    return found.group(1) if found else None
+    token = box.run("cat", "/etc/edge-agent/token", check=False).stdout.strip()
+    return token or None
 
 
 def _assert_no_trace(box: Container, uid: str) -> None:

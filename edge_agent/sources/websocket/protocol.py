@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,8 @@ def _number(obj: dict[str, Any], key: str, lo: float | None = None, hi: float | 
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadMessage(f"'{key}' must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise BadMessage(f"'{key}' must be a finite number, got {value}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise BadMessage(f"'{key}' must be in [{lo}, {hi}], got {value}")
     return float(value)
@@ -106,12 +109,19 @@ def _config(obj: dict[str, Any], max_fps: float) -> ConfigMsg:
     )
 
 
+def _non_finite(name: str) -> float:
+    # Python's json accepts NaN and Infinity; they are not JSON, and echoing them breaks JSON.parse.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_text(text: str, max_fps: float) -> Message:
     """Parse one client text message, raising BadMessage with a specific reason."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_non_finite)
     except ValueError as exc:
         raise BadMessage(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessage("not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadMessage(f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")

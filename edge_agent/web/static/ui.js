@@ -62,7 +62,8 @@ export function clearErrors(group) {
   }
 }
 
-/** The access token: from ?token= (then removed from the address bar) or this tab's session storage. */
+/** The access token: from ?token= (then removed from the address bar) or this browser's local storage,
+ * so the page asks for it once (a wrong one is asked for again). */
 export class Tokens {
   constructor(dialog, input, reasonEl, cancelButton) {
     this.dialog = dialog;
@@ -81,7 +82,7 @@ export class Tokens {
 
   get value() {
     try {
-      return sessionStorage.getItem(TOKEN_KEY) || '';
+      return localStorage.getItem(TOKEN_KEY) || this.memory || '';
     } catch {
       return this.memory || '';
     }
@@ -90,7 +91,7 @@ export class Tokens {
   store(token) {
     this.memory = token;
     try {
-      sessionStorage.setItem(TOKEN_KEY, token);
+      localStorage.setItem(TOKEN_KEY, token);
     } catch {
       // Storage may be disabled; the in-memory copy still works for this page.
     }
