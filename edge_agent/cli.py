@@ -123,10 +123,25 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     if args.model_cmd == "build-default":
         print(tools.build_default(Path(args.output) if args.output else None))
+    elif args.model_cmd == "quantize":
+        return _quantize(args)
     elif args.model_cmd == "import-darknet":
         print(tools.import_files(Path(args.cfg), Path(args.weights), Path(args.names), Path(args.output)))
     else:
         print(json.dumps(tools.inspect(args.path), indent=2))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .tools.quantize import GateFailed, default_gate_images, quantize
+
+    gate_images = Path(args.gate_images) if args.gate_images else default_gate_images()
+    output = Path(args.output) if args.output else None
+    result = quantize(_load(args).config, args.model, Path(args.images), gate_images, output)
+    if result.output is None:
+        raise GateFailed(f"{result.report.summary()}; the INT8 model was not written")
+    print(result.report.summary())
+    print(result.output)
     return 0
 
 
@@ -190,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("cfg", "weights", "names", "output"):
         i.add_argument(f"--{name}", required=True)
     msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
+    q = with_config(msub.add_parser("quantize", help="INT8 post-training quantization with an accuracy gate"))
+    q.add_argument("model", nargs="?", default="default", help="model file, or 'default' (the built-in one)")
+    q.add_argument("--images", required=True, help="folder of JPEG calibration images")
+    q.add_argument("--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)")
+    q.add_argument("--output", help="output .xml (default: <stem>-int8.xml beside the model)")
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))
     c.add_argument(

@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -120,11 +120,21 @@ class ModelConfig(_Section):
         "default",
         description="OpenVINO IR (.xml), ONNX or TF model; 'default' is the built-in YOLOv3-tiny COCO IR.",
     )
-    family: Literal["auto", "darknet", "ultralytics", "ssd"] = Field(
+    family: Literal["auto", "darknet", "ultralytics", "yolov5", "end2end", "ssd"] = Field(
         "auto", description="Output decoder; 'auto' reads the model's metadata and output shapes."
     )
     labels: list[str] | None = Field(None, description="Class labels overriding those found with the model.")
     name: str | None = Field(None, description="Display name; defaults to the model file's stem.")
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
+        Field(
+            None,
+            description="[width, height] for a model with a dynamic input that does not declare its size (imgsz).",
+        )
+    )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto",
+        description="'auto': the gated INT8 model <stem>-int8.xml beside the model when there is one, else FP32.",
+    )
 
 
 class EngineConfig(_Section):

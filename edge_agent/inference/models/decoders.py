@@ -104,6 +104,39 @@ class UltralyticsDecoder:
 
 
 @dataclass(frozen=True)
+class Yolov5Decoder:
+    """Classic YOLOv5 heads: [1, N, 5+nc] with cx, cy, w, h in input pixels, objectness and class scores."""
+
+    def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
+        pred = outputs[0][0]  # [N, 5+nc]
+        pred = pred[pred[:, 4] > conf]  # objectness bounds the score
+        if not pred.shape[0]:
+            return _empty()
+        class_ids = pred[:, 5:].argmax(1)
+        scores = pred[:, 4] * pred[np.arange(class_ids.size), 5 + class_ids]
+        keep = scores > conf
+        cx, cy, w, h = (pred[keep, i] for i in range(4))
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+
+
+@dataclass(frozen=True)
+class EndToEndDecoder:
+    """End-to-end heads: [1, N, 6] rows of x1, y1, x2, y2 (input pixels), score, class id; already suppressed."""
+
+    suppressed = True  # the model ran its own NMS (or needs none): the engine skips ours
+
+    def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
+        rows = outputs[0][0]
+        rows = rows[rows[:, 4] > conf]
+        return (
+            rows[:, :4].astype(np.float32),
+            rows[:, 4].astype(np.float32),
+            np.rint(rows[:, 5]).astype(np.int64),
+        )
+
+
+@dataclass(frozen=True)
 class SsdDecoder:
     """SSD: DetectionOutput [1,1,N,7] or TF object detection (boxes, scores, classes, num); normalised boxes."""
 
