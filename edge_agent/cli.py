@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = with_config(msub.add_parser("quantize", help="INT8 post-training quantization with an accuracy gate"))
     q.add_argument("model", nargs="?", default="default", help="model file, or 'default' (the built-in one)")
     q.add_argument("--images", required=True, help="folder of JPEG calibration images")
-    q.add_argument("--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)")
+    q.add_argument(
+        "--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)"
+    )
     q.add_argument("--output", help="output .xml (default: <stem>-int8.xml beside the model)")
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))

@@ -90,7 +90,8 @@ class Engine:
         enable_cache(core, eng)
         self._status(f"loading model {m.path}")
         loaded = await self._loop.run_in_executor(
-            self._executor, lambda: load_model(core, m.path, m.family, m.labels, m.name, m.input_size, m.precision)
+            self._executor,
+            lambda: load_model(core, m.path, m.family, m.labels, m.name, m.input_size, m.precision),
         )
         model = await self._loop.run_in_executor(self._executor, with_preprocessing, loaded)
         compiled, self.device = await async_select(

@@ -167,7 +167,12 @@ def detections_of(config: Config, model_path: Path, photos: list[bytes]) -> list
     """Each photo's detections down to FLOOR, by the real engine on CPU serving `model_path` as it is."""
     m = config.model.model_copy(update={"path": str(model_path), "precision": "fp32"})
     eng = config.engine.model_copy(
-        update={"device": "CPU", "cache_enabled": False, "max_frame_bytes": 64 << 20, "max_frame_pixels": 1 << 28}
+        update={
+            "device": "CPU",
+            "cache_enabled": False,
+            "max_frame_bytes": 64 << 20,
+            "max_frame_pixels": 1 << 28,
+        }
     )
     cfg = config.model_copy(update={"model": m, "engine": eng})
 

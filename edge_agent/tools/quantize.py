@@ -162,9 +162,11 @@ def quantize(
 
 
 def _source_meta(loaded: LoadedModel) -> dict[str, Any]:
-    text = loaded.model.get_rt_info(["edge_agent", "meta"]).astype(str) if loaded.model.has_rt_info(
-        ["edge_agent", "meta"]
-    ) else "{}"
+    text = (
+        loaded.model.get_rt_info(["edge_agent", "meta"]).astype(str)
+        if loaded.model.has_rt_info(["edge_agent", "meta"])
+        else "{}"
+    )
     meta: dict[str, Any] = json.loads(text)
     meta.setdefault("labels", list(loaded.info.labels))
     meta.setdefault("family", loaded.info.family)

@@ -219,7 +219,9 @@ _TF_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_
 
 
 def _is_tf_detection(model: ov.Model) -> bool:
-    return len(model.outputs) >= 4 and any("num_detections" in n for o in model.outputs for n in o.get_names())
+    return len(model.outputs) >= 4 and any(
+        "num_detections" in n for o in model.outputs for n in o.get_names()
+    )
 
 
 class SsdFamily(Family):

@@ -45,9 +45,7 @@ def fix_input_size(
         size = (
             configured
             or _declared_size(model, path)
-            or next(
-                (s for cls in Family.registry.values() if (s := cls.default_input_size(model))), None
-            )
+            or next((s for cls in Family.registry.values() if (s := cls.default_input_size(model))), None)
         )
     if size is None:
         raise ModelError(
