@@ -133,11 +133,16 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from .tools.quantize import GateFailed, default_gate_images, quantize
+    from .tools.quantize import GateFailed, default_gate_images, from_frames, jpeg_files, quantize
 
-    gate_images = Path(args.gate_images) if args.gate_images else default_gate_images()
+    config = _load(args).config
+    gate_dir = Path(args.gate_images) if args.gate_images else default_gate_images()
+    if args.from_frames:
+        calib, gate = from_frames(Path(config.calibration.dir), gate_dir)
+    else:
+        calib, gate = jpeg_files(Path(args.images)), jpeg_files(gate_dir)
     output = Path(args.output) if args.output else None
-    result = quantize(_load(args).config, args.model, Path(args.images), gate_images, output)
+    result = quantize(config, args.model, calib, gate, output)
     if result.output is None:
         raise GateFailed(f"{result.report.summary()}; the INT8 model was not written")
     print(result.report.summary())
@@ -207,7 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
     q = with_config(msub.add_parser("quantize", help="INT8 post-training quantization with an accuracy gate"))
     q.add_argument("model", nargs="?", default="default", help="model file, or 'default' (the built-in one)")
-    q.add_argument("--images", required=True, help="folder of JPEG calibration images")
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of JPEG calibration images")
+    source.add_argument(
+        "--from-frames",
+        action="store_true",
+        help="calibrate on the frames kept on site (calibration.keep_frames)",
+    )
     q.add_argument(
         "--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)"
     )

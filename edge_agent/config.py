@@ -277,6 +277,24 @@ class DebugConfig(_Section):
     )
 
 
+class CalibrationConfig(_Section):
+    keep_frames: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="Keep a reservoir sample of this many real frames for `model quantize --from-frames` (0: off).",
+    )
+    dir: str = Field(
+        "/var/lib/edge-agent/calibration",
+        description="Where kept frames are written (files 0600; local only, never sent anywhere).",
+    )
+    min_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between frames considered for the sample, so it spans hours, not bursts.",
+    )
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model.")
@@ -289,6 +307,9 @@ class Config(_Section):
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="On-site INT8 calibration frames."
+    )
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

@@ -11,6 +11,7 @@ from ..observability import OBSERVABILITY
 from ..runtime import AGENT
 from .http import detect_handler
 from .registry import SOURCES, SessionRegistry, Sources
+from .reservoir import reservoir_ctx
 from .scheduler import Scheduler
 from .websocket.handler import stream_handler
 
@@ -36,3 +37,4 @@ def setup_sources(app: web.Application) -> None:
     app.router.add_post("/v1/detect", detect_handler)
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(sources_ctx)
+    app.cleanup_ctx.append(reservoir_ctx)

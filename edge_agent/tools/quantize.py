@@ -7,6 +7,7 @@ tensors the engine will feed. NNCF is an optional extra (`pip install 'edge-agen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from .gate import GateReport, compare, detections_of
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 MAX_IMAGE_BYTES = 64 << 20
+MIN_FRAMES = 20  # kept frames needed for --from-frames (three quarters calibrate, a quarter joins the gate)
 
 
 def default_gate_images() -> Path:
@@ -134,14 +136,28 @@ def quantize_model(loaded: LoadedModel, calibration: list[np.ndarray], keep_head
     )
 
 
+def from_frames(folder: Path, shipped_gate: Path) -> tuple[list[Path], list[Path]]:
+    """(calibration, gate) files from the kept on-site frames: every 4th (in content-hash order) is held out
+    for the gate, together with the shipped held-out photos."""
+    frames = sorted(folder.glob("frame-*.jpg")) if folder.is_dir() else []
+    if len(frames) < MIN_FRAMES:
+        raise ModelError(
+            f"only {len(frames)} kept frames in {folder} (at least {MIN_FRAMES}): "
+            "raise calibration.keep_frames or let the agent run longer"
+        )
+    ordered = sorted(frames, key=lambda p: hashlib.sha256(p.read_bytes()).digest())
+    held = set(ordered[::4])
+    return [p for p in ordered if p not in held], sorted(held) + jpeg_files(shipped_gate)
+
+
 def quantize(
     config: Config,
     model: str,
-    images: Path,
-    gate_images: Path,
+    calib_files: list[Path],
+    gate_files: list[Path],
     output: Path | None = None,
 ) -> QuantizeResult:
-    """Quantize `model` on `images`, gate it on `gate_images`; write it (with the figures) only when it passes."""
+    """Quantize `model` on the calibration files, gate it on the gate files; written only when it passes."""
     loaded = load_model(
         ov.Core(), model, config.model.family, config.model.labels, config.model.name, config.model.input_size
     )
@@ -149,7 +165,6 @@ def quantize(
     target = output or int8_path(fp32_path)
     if target.suffix != ".xml":
         raise ModelError(f"output must be an .xml path, got {target}")
-    calib_files, gate_files = jpeg_files(images), jpeg_files(gate_images)
     overlap = {f.read_bytes() for f in calib_files} & {f.read_bytes() for f in gate_files}
     if overlap:
         raise ModelError(f"{len(overlap)} gate photos are also calibration images: the gate must be held out")

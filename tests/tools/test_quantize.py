@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import simplejpeg
 
 from edge_agent import cli
 from edge_agent.config import Config
@@ -18,6 +19,7 @@ from edge_agent.inference.contract import Detection
 from edge_agent.inference.engine import Engine
 from edge_agent.tools.gate import compare
 from edge_agent.tools.model import inspect
+from tests.conftest import encode
 from tests.inference.test_engine import BUS_COAT_MAN, iou
 from tests.support.agent import AgentProcess, NotifySocket, write_config
 
@@ -157,3 +159,28 @@ async def test_sighup_switches_precision(quantized: tuple[Path, Path, str], tmp_
     finally:
         proc.kill()
         notify.close()
+
+
+def test_from_frames_calibrates_on_kept_frames(
+    quantized: tuple[Path, Path, str],
+    photos: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fp32, _, _ = quantized
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    config = write_config(tmp_path / "c.toml", tmp_path / "cache", calibration={"dir": str(frames)})
+    out = tmp_path / "site-int8.xml"
+    argv = ["model", "quantize", str(fp32), "--from-frames", "--config", str(config), "--output", str(out)]
+    assert cli.main(argv) == 1 and "only 0 kept frames" in capsys.readouterr().err
+    # As the reservoir would have kept them: real photos (none of the shipped gate's), at two JPEG qualities.
+    shots = [p.read_bytes() for p in sorted((PHOTOS / "calibration").glob("*.jpg"))]
+    shots += [photos[n] for n in ("astronaut", "chelsea", "coffee", "bus", "zidane")]
+    shots += [encode(simplejpeg.decode_jpeg(s), quality=70) for s in shots[:8]]
+    for i, data in enumerate(shots):
+        (frames / f"frame-{i:05d}.jpg").write_bytes(data)
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    summary = capsys.readouterr().out.strip().splitlines()[-2]
+    assert summary.startswith(f"gate passed on {40 + len(shots[::4])} photos"), summary
+    assert inspect(str(out))["gate"]["photos"] == 40 + len(shots[::4])
