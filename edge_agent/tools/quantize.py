@@ -23,6 +23,7 @@ import openvino as ov
 from ..config import Config
 from ..errors import EdgeAgentError, ModelError
 from ..inference.frames import FrameBuffers, check_jpeg
+from ..inference.models.families import rt_text
 from ..inference.models.loader import GATE_RT_PATH, LoadedModel, int8_path, load_model
 from .gate import GateReport, compare, detections_of
 
@@ -177,12 +178,7 @@ def quantize(
 
 
 def _source_meta(loaded: LoadedModel) -> dict[str, Any]:
-    text = (
-        loaded.model.get_rt_info(["edge_agent", "meta"]).astype(str)
-        if loaded.model.has_rt_info(["edge_agent", "meta"])
-        else "{}"
-    )
-    meta: dict[str, Any] = json.loads(text)
+    meta: dict[str, Any] = json.loads(rt_text(loaded.model, "edge_agent", "meta") or "{}")
     meta.setdefault("labels", list(loaded.info.labels))
     meta.setdefault("family", loaded.info.family)
     meta.setdefault("source", loaded.info.name)
