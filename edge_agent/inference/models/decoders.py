@@ -88,6 +88,12 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _corners(cxcywh: np.ndarray) -> np.ndarray:
+    """[K, 4] centre, size boxes to x1y1x2y2 float32."""
+    half = cxcywh[:, 2:4] / 2
+    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class UltralyticsDecoder:
     """YOLOv5u/v8/v11 heads: [1, 4+nc, N] with cx, cy, w, h in input pixels and per-class scores."""
@@ -98,9 +104,7 @@ class UltralyticsDecoder:
         class_ids = scores_all.argmax(0)
         scores = scores_all[class_ids, np.arange(class_ids.size)]
         keep = scores > conf
-        cx, cy, w, h = (pred[i, keep] for i in range(4))
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+        return _corners(pred[:4, keep].T), scores[keep].astype(np.float32), class_ids[keep]
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,7 @@ class Yolov5Decoder:
         class_ids = pred[:, 5:].argmax(1)
         scores = pred[:, 4] * pred[np.arange(class_ids.size), 5 + class_ids]
         keep = scores > conf
-        cx, cy, w, h = (pred[keep, i] for i in range(4))
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+        return _corners(pred[keep, :4]), scores[keep].astype(np.float32), class_ids[keep]
 
 
 @dataclass(frozen=True)
