@@ -122,6 +122,14 @@ async def test_dynamic_input_without_a_declared_size(config: Config, tmp_path: P
     finally:
         await engine.async_stop()
     assert [d.box for d in result.detections] == [pytest.approx(_to_frame(24, 28, 40, 36))]
+    # An Ultralytics export's metadata.yaml beside the file declares the size ([h, w]) and the names.
+    (tmp_path / "metadata.yaml").write_text("imgsz: [64, 64]\nnames: {0: cat, 1: dog}\n")
+    engine = Engine(_with(config, path))
+    await engine.async_start()
+    try:
+        assert engine.model.input_size == (64, 64) and engine.model.labels == ("cat", "dog")
+    finally:
+        await engine.async_stop()
 
 
 def _classifier(path: Path) -> Path:
