@@ -34,8 +34,15 @@ MIN_FRAMES = 20  # kept frames needed for --from-frames (three quarters calibrat
 
 
 def default_gate_images() -> Path:
-    """The held-out photos setup (or the package) installs: <prefix>/share/edge-agent/photos/gate."""
-    return Path(sys.prefix) / "share" / "edge-agent" / "photos" / "gate"
+    """The held-out photos setup (or the package) installs: <prefix>/share/edge-agent/photos/gate.
+
+    The prefix is this venv's, or that of the venv edge_agent is installed in (a quantizer venv that borrows
+    the package's libraries through a .pth file).
+    """
+    up = Path(__file__).resolve().parents  # <prefix>/lib/pythonX.Y/site-packages/edge_agent/tools/quantize.py
+    prefixes = [Path(sys.prefix), *([up[5]] if len(up) > 5 else [])]
+    folders = [p / "share" / "edge-agent" / "photos" / "gate" for p in prefixes]
+    return next((f for f in folders if f.is_dir()), folders[0])
 
 
 class GateFailed(EdgeAgentError):
