@@ -94,7 +94,6 @@ check_shlibs() {
     while read -r lib; do
         pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -n1 | cut -d: -f1) || true
         [ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -n1 | cut -d: -f1) || true
-        case " $OPTIONAL_LIBS " in *" ${lib##*/} "*) continue ;; esac  # a Recommends, present on this host
         if [ -z "$pkg" ] || [ -z "${allowed[$pkg]:-}" ]; then
             echo "  $lib (from ${pkg:-no package})" >&2
             missing=1
