@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .appliance import attach_engine, setup_appliance
+from .appliance.mqtt_host import mqtt_host
 from .config import LoadedConfig
 from .events import setup_events
+from .events.api import setup_history
+from .events.mqtt import setup_mqtt
 from .guard import setup_guard
 from .inference.engine import Engine
 from .observability import OBSERVABILITY, Observability
@@ -42,4 +45,6 @@ def create_app(loaded: LoadedConfig) -> web.Application:
     setup_appliance(app)
     setup_viewer(app)
     setup_guard(app)
+    setup_history(app)  # after the appliance: torn down (flushed) before it, after MQTT
+    setup_mqtt(app, mqtt_host(app))
     return app

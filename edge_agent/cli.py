@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from typing import Any
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, LoadedConfig, effective_values, load_config
 from .errors import ConfigError, EdgeAgentError
+
+OWN_PARSERS = ("discover", "bench", "cameras")  # tools with their own argument parsers
 
 
 def _config_path(arg: str | None) -> Path | None:
@@ -239,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands their arguments to their own parsers.
     sub.add_parser("bench", help="benchmark a running server over WebSocket (bench --help)", add_help=False)
     sub.add_parser("discover", help="find agents on the LAN over mDNS (discover --help)", add_help=False)
+    sub.add_parser(
+        "cameras", help="list a running agent's cameras, or probe a URL (cameras --help)", add_help=False
+    )
     return p
 
 
@@ -246,14 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; expected errors print one clear message, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["discover"]:  # these two have their own parsers: hand them every argument
-            from .tools import discover
-
-            return int(discover.main(argv[1:]))
-        if argv[:1] == ["bench"]:
-            from .tools import bench
-
-            return int(bench.main(argv[1:]))
+        if argv[:1] and argv[0] in OWN_PARSERS:  # these have their own parsers: hand them every argument
+            tool = importlib.import_module(f".tools.{argv[0]}", __package__)
+            return int(tool.main(argv[1:]))
         args = build_parser().parse_args(argv)
         return int(args.func(args))
     except ConfigError as exc:

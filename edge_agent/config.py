@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from .camera_config import Cameras
+from .config_events import EventsConfig, MqttConfig
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
@@ -306,10 +308,13 @@ class Config(_Section):
         description="Hazard rules evaluated on every frame.",
     )
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
+    cameras: Cameras = Field(default_factory=list, description="Cameras the box pulls frames from itself.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="On-site INT8 calibration frames."
     )
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Hazard history and snapshots.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and Home Assistant.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .camera_config import CAMERAS_EXAMPLE
 from .config import Config
 
 HEADER = """\
@@ -44,6 +45,8 @@ def render_default_toml() -> str:
             _fields(value, lines)
             lines.append("")
         elif isinstance(value, list):
+            if name == "cameras" and not value:
+                lines.append(CAMERAS_EXAMPLE)
             for item in value:
                 lines += [f"[[{name}]]  # {field.description}"]
                 _fields(item, lines)

@@ -64,7 +64,7 @@ def photos() -> dict[str, bytes]:
 
 @pytest.fixture
 def config(tmp_path: Path, default_model: Path) -> Config:
-    """A config for tests: default model on CPU, cache in a temp dir, mDNS off, loopback, any port."""
+    """A config for tests: default model on CPU, cache and state in a temp dir, mDNS off, loopback, any port."""
     return load_config(
         None,
         environ={},
@@ -72,6 +72,7 @@ def config(tmp_path: Path, default_model: Path) -> Config:
             ("engine", "device"): "CPU",
             ("model", "precision"): "fp32",  # tests' reference boxes are the FP32 model's
             ("engine", "cache_dir"): str(tmp_path / "cache"),
+            ("events", "state_dir"): str(tmp_path / "state"),
             ("mdns", "enabled"): False,
             ("server", "host"): "127.0.0.1",
             ("server", "port"): 0,

@@ -13,8 +13,10 @@ from aiohttp import web
 
 from .. import __version__
 from ..access import any_token_ok, deny, exposure_warning
+from ..events.mqtt import mqtt_checks
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from ..sources.cameras import CAMERAS, camera_checks
 from .runtime import APPLIANCE
 
 log = logging.getLogger(__name__)
@@ -212,7 +214,14 @@ def overall(checks: dict[str, list[Check]]) -> str:
 
 def health_document(app: web.Application) -> dict[str, Any]:
     """The /healthz body."""
-    checks = {**engine_checks(app), **session_checks(app), **system_checks(app), **exposure_checks(app)}
+    checks = {
+        **engine_checks(app),
+        **session_checks(app),
+        **system_checks(app),
+        **exposure_checks(app),
+        **mqtt_checks(app),
+        **camera_checks(app[CAMERAS]),
+    }
     status = overall(checks)
     if app[APPLIANCE].lifecycle.stopping.is_set():
         status = "fail"

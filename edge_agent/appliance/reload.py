@@ -13,8 +13,10 @@ from aiohttp import web
 
 from ..config import Config, LoadedConfig, load_config
 from ..errors import ConfigError, EdgeAgentError
+from ..events.mqtt import MQTT
 from ..inference.engine import Engine
 from ..runtime import AGENT
+from ..sources.cameras import async_reload_cameras
 from .lifecycle import attach_engine
 from .runtime import APPLIANCE
 from .status import status_line
@@ -87,7 +89,10 @@ async def reload_config(app: web.Application) -> bool:
         await asyncio.shield(retired.async_stop())
     else:
         app[AGENT].loaded = new
+    await async_reload_cameras(app)
     life.reloads += 1
+    if MQTT in app:
+        app[MQTT].reconfigure()  # reconnects only when [mqtt] changed; the streams are not touched
     return _finish(app, error=None)
 
 

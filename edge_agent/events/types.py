@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,10 +68,23 @@ class HazardEvent(HubEvent):
     detections: tuple[Detection, ...] = ()
     frame: Frame | None = field(default=None, repr=False, compare=False)
     time: float = field(default_factory=time.time)
+    event_id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def snapshot(self) -> str | None:
+        """Id of the start's snapshot image (GET /v1/events/{id}/snapshot.jpg), None for an end."""
+        return self.event_id if self.frame is not None else None
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape of the SSE `hazard` event."""
-        return {"rule": self.rule, "state": self.state, "frame_id": self.frame_id, "reason": self.reason}
+        return {
+            "rule": self.rule,
+            "state": self.state,
+            "frame_id": self.frame_id,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            "snapshot": self.snapshot,
+        }
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from aiohttp import web
 from ..events import EVENTS
 from ..observability import OBSERVABILITY
 from ..runtime import AGENT
+from .cameras import setup_cameras
 from .http import detect_handler
 from .registry import SOURCES, SessionRegistry, Sources
 from .reservoir import reservoir_ctx
@@ -38,3 +39,4 @@ def setup_sources(app: web.Application) -> None:
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(sources_ctx)
     app.cleanup_ctx.append(reservoir_ctx)
+    setup_cameras(app)  # after sources_ctx: cameras stop before the scheduler drains

@@ -45,7 +45,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--token", help="bearer token for agents whose health endpoints require it")
     parser.add_argument("--json", action="store_true", help="print one JSON array (for fleet tooling)")
+    parser.add_argument(
+        "--prometheus-sd", metavar="FILE", help="write a Prometheus file_sd JSON of the agents found"
+    )
+    parser.add_argument(
+        "--watch", action="store_true", help="with --prometheus-sd: keep browsing, rewrite on change"
+    )
     args = parser.parse_args(argv)
+    if args.watch and not args.prometheus_sd:
+        parser.error("--watch needs --prometheus-sd FILE")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
     return args
@@ -141,6 +149,10 @@ def _table(agents: list[Agent]) -> str:
 def main(argv: list[str]) -> int:
     """Entry point of `edge-agent discover`: 0 when agents were found, 1 when none answered."""
     args = _parse(argv)
+    if args.prometheus_sd:
+        from .prometheus_sd import run_sd
+
+        return run_sd(args.prometheus_sd, args.timeout, args.interface, args.token, args.watch)
     try:
         agents = asyncio.run(discover(args.timeout, args.interface, args.token))
     except (OSError, ValueError) as exc:

@@ -93,6 +93,7 @@ def write_config(path: Path, cache_dir: Path, **sections: dict[str, Any]) -> Pat
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_timeout": 5.0},
         "engine": {"device": "CPU", "cache_dir": str(cache_dir)},
         "mdns": {"enabled": False},
+        "events": {"state_dir": str(path.parent / "state")},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

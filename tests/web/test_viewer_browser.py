@@ -222,6 +222,12 @@ async def test_camera_stream_shows_person_and_observer_logs_hazard(
     assert await observer.get_attribute("#observer", "data-hazards") == "person"
     await observer.wait_for_function("() => edgeViewer.observer.drawn.some((b) => b.label === 'person')")
     assert "person" in await observer.inner_text("#observer-hazards")
+    # Recent hazards (GET /v1/events, refreshed every 5 s): the start with the server's snapshot of the frame.
+    await observer.wait_for_function(
+        "() => [...document.querySelectorAll('#recent-list li[data-state=started] img.snapshot')]"
+        ".some((img) => img.complete && img.naturalWidth === 480 && img.naturalHeight === 640)",
+        timeout=TIMEOUT_MS,
+    )
 
     # The streaming page can watch itself too; a late observer learns of the active hazard from the replies.
     await page.click("#btn-observe-own")

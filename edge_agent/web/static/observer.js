@@ -6,6 +6,18 @@ import { clearErrors, fmt, setPanelState, setText, showError, showHazards } from
 
 const $ = (id) => document.getElementById(id);
 const MAX_LOG = 200;
+const SNAPSHOT_MS = 200;  // a camera's picture is refreshed at most 5 times a second
+
+/** Ids of the cameras the box watches itself ([] when the list cannot be read). */
+export async function cameraIds(token) {
+  try {
+    const resp = await fetch('/v1/cameras', { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    if (!resp.ok) return [];
+    return (await resp.json()).cameras.filter((c) => c.enabled !== false).map((c) => c.id);
+  } catch {
+    return [];
+  }
+}
 
 /** "2× person, bus" */
 export function countLabels(detections) {
@@ -15,7 +27,7 @@ export function countLabels(detections) {
 }
 
 function freshState(clientId = '', value = 'idle') {
-  return { state: value, clientId, last: null, drawn: [], active: [], log: [] };
+  return { state: value, clientId, last: null, drawn: [], active: [], log: [], camera: false, pictures: 0, picture: null };
 }
 
 export class ObserverView {
@@ -54,6 +66,32 @@ export class ObserverView {
     });
     this.stream = stream;
     stream.run();
+    this.watchCamera(clientId, stream);
+  }
+
+  /** When the id is one of the box's own cameras, show its latest frame under the boxes. */
+  async watchCamera(clientId, stream) {
+    const ids = await cameraIds(this.tokens.value);
+    if (this.stream !== stream || !ids.includes(clientId)) return;
+    this.state.camera = true;
+    this.section.dataset.camera = clientId;
+    const img = $('observer-frame');
+    img.onload = () => {
+      img.hidden = false;
+      this.state.pictures += 1;
+      this.state.picture = [img.naturalWidth, img.naturalHeight];
+      this.loading = false;
+    };
+    img.onerror = () => { this.loading = false; };
+  }
+
+  refreshPicture(frameId) {
+    const now = performance.now();
+    if (!this.state.camera || this.loading || now - (this.pictureAt || 0) < SNAPSHOT_MS) return;
+    this.loading = true;
+    this.pictureAt = now;
+    const token = this.tokens.value ? `&token=${encodeURIComponent(this.tokens.value)}` : '';
+    $('observer-frame').src = `/v1/cameras/${encodeURIComponent(this.state.clientId)}/snapshot.jpg?f=${frameId}${token}`;
   }
 
   stop() {
@@ -61,6 +99,10 @@ export class ObserverView {
     this.stream = null;
     this.times = [];
     clearOverlay(this.overlay);
+    $('observer-frame').hidden = true;
+    $('observer-frame').removeAttribute('src');
+    delete this.section.dataset.camera;
+    this.loading = false;
     showHazards($('observer-hazards'), []);
     $('btn-observe-stop').disabled = true;
     this.setState('idle');
@@ -103,6 +145,7 @@ export class ObserverView {
     this.state.last = msg;
     if (Array.isArray(msg.image_size)) this.overlay.parentElement.style.aspectRatio = msg.image_size.join(' / ');
     $('observer-placeholder').hidden = true;
+    this.refreshPicture(msg.frame_id);
     this.state.drawn = drawDetections(this.overlay, msg, hazardTest(msg), { frame: true });
     setText('obs-objects', countLabels(msg.detections) || 'none');
     this.section.dataset.labels = msg.detections.map((d) => d.label).join(',');

@@ -1,7 +1,8 @@
 // Entry point: the server facts header and the wiring of the live and observer views to the page's controls.
 
+import { RecentHazards } from './hazards.js';
 import { LiveView } from './live.js';
-import { ObserverView } from './observer.js';
+import { ObserverView, cameraIds } from './observer.js';
 import { Tokens, setText } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
@@ -40,11 +41,13 @@ const live = new LiveView({
   },
 });
 const observer = new ObserverView({ tokens });
+const recent = new RecentHazards({ tokens, list: $('recent-list') });
 
 // State the page exposes for dashboards, scripts and tests.
 const exposed = { info: null };
 Object.defineProperty(exposed, 'live', { get: () => live.state, enumerable: true });
 Object.defineProperty(exposed, 'observer', { get: () => observer.state, enumerable: true });
+Object.defineProperty(exposed, 'recent', { get: () => recent.state, enumerable: true });
 window.edgeViewer = exposed;
 
 async function loadInfo() {
@@ -58,6 +61,13 @@ async function loadInfo() {
   } catch {
     // The same facts arrive with the session message; nothing to report here.
   }
+}
+
+/** Offer the box's own cameras in the observer's client id field. */
+async function listCameras() {
+  const ids = await cameraIds(tokens.value);
+  $('camera-ids').replaceChildren(...ids.map((id) => Object.assign(document.createElement('option'), { value: id })));
+  exposed.cameras = ids;
 }
 
 function wire() {
@@ -94,6 +104,8 @@ function wire() {
 
 wire();
 loadInfo();
+recent.start();
+listCameras();
 if (params.get('observe')) {
   $('observe-id').value = params.get('observe');
   observer.start(params.get('observe'));
