@@ -127,10 +127,30 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     if args.model_cmd == "build-default":
         print(tools.build_default(Path(args.output) if args.output else None))
+    elif args.model_cmd == "quantize":
+        return _quantize(args)
     elif args.model_cmd == "import-darknet":
         print(tools.import_files(Path(args.cfg), Path(args.weights), Path(args.names), Path(args.output)))
     else:
         print(json.dumps(tools.inspect(args.path), indent=2))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .tools.quantize import GateFailed, default_gate_images, from_frames, jpeg_files, quantize
+
+    config = _load(args).config
+    gate_dir = Path(args.gate_images) if args.gate_images else default_gate_images()
+    if args.from_frames:
+        calib, gate = from_frames(Path(config.calibration.dir), gate_dir)
+    else:
+        calib, gate = jpeg_files(Path(args.images)), jpeg_files(gate_dir)
+    output = Path(args.output) if args.output else None
+    result = quantize(config, args.model, calib, gate, output)
+    if result.output is None:
+        raise GateFailed(f"{result.report.summary()}; the INT8 model was not written")
+    print(result.report.summary())
+    print(result.output)
     return 0
 
 
@@ -196,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("cfg", "weights", "names", "output"):
         i.add_argument(f"--{name}", required=True)
     msub.add_parser("inspect", help="show inputs, outputs, family and labels").add_argument("path")
+    q = with_config(msub.add_parser("quantize", help="INT8 post-training quantization with an accuracy gate"))
+    q.add_argument("model", nargs="?", default="default", help="model file, or 'default' (the built-in one)")
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of JPEG calibration images")
+    source.add_argument(
+        "--from-frames",
+        action="store_true",
+        help="calibrate on the frames kept on site (calibration.keep_frames)",
+    )
+    q.add_argument(
+        "--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)"
+    )
+    q.add_argument("--output", help="output .xml (default: <stem>-int8.xml beside the model)")
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))
     c.add_argument(

@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -126,11 +126,21 @@ class ModelConfig(_Section):
         "default",
         description="OpenVINO IR (.xml), ONNX or TF model; 'default' is the built-in YOLOv3-tiny COCO IR.",
     )
-    family: Literal["auto", "darknet", "ultralytics", "ssd"] = Field(
+    family: Literal["auto", "darknet", "ultralytics", "yolov5", "end2end", "ssd"] = Field(
         "auto", description="Output decoder; 'auto' reads the model's metadata and output shapes."
     )
     labels: list[str] | None = Field(None, description="Class labels overriding those found with the model.")
     name: str | None = Field(None, description="Display name; defaults to the model file's stem.")
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
+        Field(
+            None,
+            description="[width, height] for a model with a dynamic input that does not declare its size (imgsz).",
+        )
+    )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto",
+        description="'auto': the gated INT8 model <stem>-int8.xml beside the model when there is one, else FP32.",
+    )
 
 
 class EngineConfig(_Section):
@@ -297,6 +307,24 @@ class DebugConfig(_Section):
     )
 
 
+class CalibrationConfig(_Section):
+    keep_frames: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="Keep a reservoir sample of this many real frames for `model quantize --from-frames` (0: off).",
+    )
+    dir: str = Field(
+        "/var/lib/edge-agent/calibration",
+        description="Where kept frames are written (files 0600; local only, never sent anywhere).",
+    )
+    min_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between frames considered for the sample, so it spans hours, not bursts.",
+    )
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model.")
@@ -310,6 +338,9 @@ class Config(_Section):
     mdns: MdnsConfig = Field(default_factory=MdnsConfig, description="mDNS advertisement.")
     cameras: Cameras = Field(default_factory=list, description="Cameras the box pulls frames from itself.")
     systemd: SystemdConfig = Field(default_factory=SystemdConfig, description="systemd integration.")
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="On-site INT8 calibration frames."
+    )
     events: EventsConfig = Field(default_factory=EventsConfig, description="Hazard history and snapshots.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and Home Assistant.")
     debug: DebugConfig = Field(default_factory=DebugConfig, description="Test-only switches.")

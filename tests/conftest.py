@@ -70,6 +70,7 @@ def config(tmp_path: Path, default_model: Path) -> Config:
         environ={},
         overrides={
             ("engine", "device"): "CPU",
+            ("model", "precision"): "fp32",  # tests' reference boxes are the FP32 model's
             ("engine", "cache_dir"): str(tmp_path / "cache"),
             ("events", "state_dir"): str(tmp_path / "state"),
             ("mdns", "enabled"): False,

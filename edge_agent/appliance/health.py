@@ -148,6 +148,7 @@ def engine_checks(app: web.Application) -> dict[str, list[Check]]:
             componentType="component",
             sha256=model.sha256,
             family=model.family,
+            precision=model.precision,
             inputSize=list(model.input_size),
         ),
     }

@@ -39,6 +39,7 @@ def txt_record(app: web.Application) -> dict[str, str]:
     return {
         "version": __version__,
         "model": engine.model.name,
+        "precision": engine.model.precision,
         "device": device,
         "ws": WS_PATH,
         "sse": SSE_PATH,

@@ -56,6 +56,7 @@ class ApplianceCollector(Collector):
                 "name": model.name,
                 "sha256": model.sha256,
                 "family": model.family,
+                "precision": model.precision,
                 "labels": str(len(model.labels)),
             },
         )

@@ -11,6 +11,7 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from ..config import EngineConfig
+from ..errors import ModelError
 from .models.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,16 @@ def with_preprocessing(loaded: LoadedModel) -> ov.Model:
     RGBX rather than RGB: the letterbox moves 4-byte pixels, and benchmark_app on both IRs shows the
     4-channel input costs the graph nothing (23.1 vs 23.2-23.5 ms median).
     """
+    try:
+        return _build_preprocessing(loaded)
+    except RuntimeError as exc:  # a model whose input the conversion cannot reach: one line, naming the file
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise ModelError(
+            f"{loaded.info.path}: cannot convert frames to its input: {lines[-1] if lines else exc!r}"
+        ) from None
+
+
+def _build_preprocessing(loaded: LoadedModel) -> ov.Model:
     ppp = PrePostProcessor(loaded.model)
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ColorFormat.RGBX

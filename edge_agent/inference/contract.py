@@ -112,7 +112,7 @@ Outcome = Result | Dropped | EdgeAgentError
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What a loaded model is: name, input size, labels, output family, file digest."""
+    """What a loaded model is: name, input size, labels, output family, file digest, precision."""
 
     name: str
     path: str
@@ -120,6 +120,7 @@ class ModelInfo:
     input_size: tuple[int, int]
     labels: tuple[str, ...]
     sha256: str
+    precision: str = "fp32"  # "int8" for a quantized model that passed the accuracy gate
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,8 @@ class Engine:
         enable_cache(core, eng)
         self._status(f"loading model {m.path}")
         loaded = await self._loop.run_in_executor(
-            self._executor, lambda: load_model(core, m.path, m.family, m.labels, m.name)
+            self._executor,
+            lambda: load_model(core, m.path, m.family, m.labels, m.name, m.input_size, m.precision),
         )
         model = await self._loop.run_in_executor(self._executor, with_preprocessing, loaded)
         compiled, self.device = await async_select(
@@ -220,7 +221,7 @@ class Engine:
                     job.dx,
                     job.dy,
                     (frame.width, frame.height),
-                    det.iou if params.iou is None else params.iou,
+                    None if loaded.suppressed else det.iou if params.iou is None else params.iou,
                     det.max_detections,
                     params.classes,
                 )

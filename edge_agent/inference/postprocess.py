@@ -15,11 +15,11 @@ def to_detections(
     dx: int,
     dy: int,
     size: tuple[int, int],
-    iou: float,
+    iou: float | None,
     limit: int,
     classes: frozenset[int] | None,
 ) -> list[Detection]:
-    """Filter by class, run class-aware NMS, undo the letterbox and clip to the frame."""
+    """Filter by class, run class-aware NMS (iou None: the model did it), undo the letterbox, clip to the frame."""
     boxes, scores, class_ids = candidates
     if not scores.size:
         return []
@@ -28,7 +28,10 @@ def to_detections(
         if classes is not None:
             valid &= np.isin(class_ids, np.fromiter(classes, np.int64, len(classes)))
         boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
-    keep = nms(boxes, scores, class_ids, iou, limit)
+    if iou is None:
+        keep = np.argsort(-scores, kind="stable")[:limit]
+    else:
+        keep = nms(boxes, scores, class_ids, iou, limit)
     width, height = size
     out = (boxes[keep] - np.array([dx, dy, dx, dy], np.float32)) / scale
     np.minimum(np.maximum(out, 0.0, out=out), np.array([width, height, width, height], np.float32), out=out)

@@ -65,7 +65,13 @@ def dropped_reply(frame_id: int | None, reason: str) -> dict[str, Any]:
 def model_json(engine: Engine) -> dict[str, Any]:
     """Model description for the session message and /v1/info."""
     m = engine.model
-    return {"name": m.name, "input_size": list(m.input_size), "labels": list(m.labels), "family": m.family}
+    return {
+        "name": m.name,
+        "input_size": list(m.input_size),
+        "labels": list(m.labels),
+        "family": m.family,
+        "precision": m.precision,
+    }
 
 
 def device_json(engine: Engine) -> dict[str, Any]:

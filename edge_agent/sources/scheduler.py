@@ -51,6 +51,7 @@ class Scheduler:
         self._drained.set()
         self.capacity = Capacity()
         self.shares = FairShare(self.capacity)
+        self.tap: Callable[[Frame], None] | None = None  # sees every admitted frame (calibration reservoir)
 
     @property
     def running(self) -> int:
@@ -72,6 +73,8 @@ class Scheduler:
         while len(queue) >= queue_size:
             queue.popleft().drop("backpressure")
         queue.append(job)
+        if self.tap is not None:
+            self.tap(job.frame)
         self._pump()
 
     def cancel_owner(self, owner: Hashable) -> None:

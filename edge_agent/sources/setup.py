@@ -12,6 +12,7 @@ from ..runtime import AGENT
 from .cameras import setup_cameras
 from .http import detect_handler
 from .registry import SOURCES, SessionRegistry, Sources
+from .reservoir import reservoir_ctx
 from .scheduler import Scheduler
 from .websocket.handler import stream_handler
 
@@ -37,4 +38,5 @@ def setup_sources(app: web.Application) -> None:
     app.router.add_post("/v1/detect", detect_handler)
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(sources_ctx)
+    app.cleanup_ctx.append(reservoir_ctx)
     setup_cameras(app)  # after sources_ctx: cameras stop before the scheduler drains

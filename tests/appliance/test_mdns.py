@@ -139,6 +139,7 @@ async def test_registers_both_types_with_txt(config: Config, browser: Browser, i
         assert info.decoded_properties == {
             "version": __version__,
             "model": "yolov3-tiny",
+            "precision": "fp32",
             "device": "CPU",
             "ws": "/stream/detection",
             "sse": "/stream/events",

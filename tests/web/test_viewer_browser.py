@@ -212,7 +212,8 @@ async def test_camera_stream_shows_person_and_observer_logs_hazard(
     )
     await page.wait_for_function("() => document.getElementById('stat-latency').textContent.endsWith('ms')")
     assert await page.inner_text("#info-device") == "CPU"
-    assert "416\u00d7416" in await page.inner_text("#info-model")  # the page prints a multiplication sign
+    model = await page.inner_text("#info-model")
+    assert "416\u00d7416" in model and "FP32" in model  # a multiplication sign; the precision in force
     assert await page.inner_text("#stat-client") == CLIENT_ID
 
     # The observer follows the same client over SSE: live boxes and the hazard in its log.

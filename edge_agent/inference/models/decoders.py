@@ -88,6 +88,12 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _corners(cxcywh: np.ndarray) -> np.ndarray:
+    """[K, 4] centre, size boxes to x1y1x2y2 float32."""
+    half = cxcywh[:, 2:4] / 2
+    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class UltralyticsDecoder:
     """YOLOv5u/v8/v11 heads: [1, 4+nc, N] with cx, cy, w, h in input pixels and per-class scores."""
@@ -98,9 +104,38 @@ class UltralyticsDecoder:
         class_ids = scores_all.argmax(0)
         scores = scores_all[class_ids, np.arange(class_ids.size)]
         keep = scores > conf
-        cx, cy, w, h = (pred[i, keep] for i in range(4))
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+        return _corners(pred[:4, keep].T), scores[keep].astype(np.float32), class_ids[keep]
+
+
+@dataclass(frozen=True)
+class Yolov5Decoder:
+    """Classic YOLOv5 heads: [1, N, 5+nc] with cx, cy, w, h in input pixels, objectness and class scores."""
+
+    def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
+        pred = outputs[0][0]  # [N, 5+nc]
+        pred = pred[pred[:, 4] > conf]  # objectness bounds the score
+        if not pred.shape[0]:
+            return _empty()
+        class_ids = pred[:, 5:].argmax(1)
+        scores = pred[:, 4] * pred[np.arange(class_ids.size), 5 + class_ids]
+        keep = scores > conf
+        return _corners(pred[keep, :4]), scores[keep].astype(np.float32), class_ids[keep]
+
+
+@dataclass(frozen=True)
+class EndToEndDecoder:
+    """End-to-end heads: [1, N, 6] rows of x1, y1, x2, y2 (input pixels), score, class id; already suppressed."""
+
+    suppressed = True  # the model ran its own NMS (or needs none): the engine skips ours
+
+    def __call__(self, outputs: Sequence[np.ndarray], conf: float) -> Candidates:
+        rows = outputs[0][0]
+        rows = rows[rows[:, 4] > conf]
+        return (
+            rows[:, :4].astype(np.float32),
+            rows[:, 4].astype(np.float32),
+            np.rint(rows[:, 5]).astype(np.int64),
+        )
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,17 @@ import openvino as ov
 import yaml
 
 from ...errors import ModelError
-from .decoders import DarknetYoloDecoder, Decoder, SsdDecoder, UltralyticsDecoder
+from .decoders import (
+    DarknetYoloDecoder,
+    Decoder,
+    EndToEndDecoder,
+    SsdDecoder,
+    UltralyticsDecoder,
+    Yolov5Decoder,
+)
 
 Shapes = Sequence[tuple[int, ...]]
+END_TO_END_MAX = 1000  # end-to-end heads keep at most a few hundred boxes; YOLOv5 grids have thousands
 
 
 def rt_text(model: ov.Model, *path: str) -> str | None:
@@ -39,8 +47,13 @@ class Family:
 
     @classmethod
     def recognizes(cls, model: ov.Model) -> bool:
-        """True when the model's outputs have this family's layout."""
+        """True when the model's (reshaped, static) outputs have this family's layout."""
         return False
+
+    @classmethod
+    def default_input_size(cls, model: ov.Model) -> tuple[int, int] | None:
+        """(w, h) for a model with a dynamic input that this family knows how to size, else None."""
+        return None
 
     def default_labels(self, model: ov.Model, path: Path) -> list[str] | None:
         """Labels the model carries itself (metadata), if any."""
@@ -61,6 +74,11 @@ def family_for(model: ov.Model, meta: dict[str, Any], setting: str) -> Family:
         key = next((k for k, cls in Family.registry.items() if cls.recognizes(model)), None)
     if key is None:
         shapes = [str(o.get_partial_shape()) for o in model.outputs]
+        if all(o.get_partial_shape().rank.get_length() == 2 for o in model.outputs):
+            raise ModelError(
+                f"this is an image classifier (outputs {shapes}: one score per class, no boxes), "
+                "not an object detector; Edge Agent serves detectors only"
+            )
         raise ModelError(
             f"cannot tell the model family from outputs {shapes}; "
             f"set model.family to one of {', '.join(sorted(Family.registry))}"
@@ -69,6 +87,32 @@ def family_for(model: ov.Model, meta: dict[str, Any], setting: str) -> Family:
     if cls is None:
         raise ModelError(f"unknown model family '{key}' (known: {', '.join(sorted(Family.registry))})")
     return cls()
+
+
+def _rank3(model: ov.Model) -> tuple[int, int] | None:
+    """(a, b) of a single static [1, a, b] output, else None."""
+    if len(model.outputs) != 1:
+        return None
+    shape = model.outputs[0].get_partial_shape()
+    if shape.is_dynamic or shape.rank.get_length() != 3:
+        return None
+    return shape[1].get_length(), shape[2].get_length()
+
+
+def ultralytics_meta(model: ov.Model, path: Path | None, key: str) -> Any:
+    """A key of an Ultralytics export's metadata: metadata.yaml beside the file, else its rt_info."""
+    if path is not None and (path.parent / "metadata.yaml").is_file():
+        data = yaml.safe_load((path.parent / "metadata.yaml").read_text())
+        if isinstance(data, dict) and key in data:
+            return data[key]
+    for section in ("framework", "model_info"):
+        text = rt_text(model, section, key)
+        if text:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+    return None
 
 
 def _names(value: Any) -> list[str]:
@@ -105,21 +149,15 @@ class UltralyticsFamily(Family):
 
     @classmethod
     def recognizes(cls, model: ov.Model) -> bool:
-        """One rank-3 output."""
-        shapes = [o.get_partial_shape() for o in model.outputs]
-        return len(shapes) == 1 and shapes[0].rank.get_length() == 3
+        """One [1, 4+nc, N] output: fewer rows than boxes."""
+        dims = _rank3(model)
+        return dims is not None and dims[0] < dims[1] and not ultralytics_meta(model, None, "end2end")
 
     def default_labels(self, model: ov.Model, path: Path) -> list[str] | None:
         """`names` of the export's metadata.yaml, else of its rt_info."""
-        meta = path.parent / "metadata.yaml"
-        if meta.is_file():
-            data = yaml.safe_load(meta.read_text())
-            if isinstance(data, dict) and "names" in data:
-                return _names(data["names"])
-        for rt_path in (("framework", "names"), ("model_info", "names")):
-            text = rt_text(model, *rt_path)
-            if text:
-                return _names(ast.literal_eval(text))
+        names = ultralytics_meta(model, path, "names")
+        if isinstance(names, dict | list | tuple):
+            return _names(names)
         text = rt_text(model, "model_info", "labels")
         return text.split() if text else None
 
@@ -133,7 +171,57 @@ class UltralyticsFamily(Family):
         return UltralyticsDecoder()
 
 
+class Yolov5Family(UltralyticsFamily):
+    """Classic YOLOv5 exports: one [1, N, 5+nc] head (cx, cy, w, h, objectness, class scores), N in the thousands."""
+
+    type_key = "yolov5"
+
+    @classmethod
+    def recognizes(cls, model: ov.Model) -> bool:
+        """One [1, N, 5+nc] output with many more boxes than channels."""
+        dims = _rank3(model)
+        return dims is not None and dims[0] > max(END_TO_END_MAX, dims[1])
+
+    def check(self, shapes: Shapes, num_labels: int) -> None:
+        """The head is [1, N, 5+nc]."""
+        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] != 5 + num_labels:
+            raise ModelError(f"yolov5 head must be [1, N, 5+{num_labels}], got {list(shapes)}")
+
+    def decoder(self, model: ov.Model, meta: dict[str, Any], input_size: tuple[int, int]) -> Decoder:
+        """Boxes in input pixels; score = objectness x class score."""
+        return Yolov5Decoder()
+
+
+class EndToEndFamily(UltralyticsFamily):
+    """End-to-end heads [1, N, 6] (YOLOv10, YOLO26 exports): x1, y1, x2, y2, score, class; no NMS needed."""
+
+    type_key = "end2end"
+
+    @classmethod
+    def recognizes(cls, model: ov.Model) -> bool:
+        """One [1, N<=1000, 6] output, or an export whose metadata says end2end."""
+        dims = _rank3(model)
+        if dims is None:
+            return False
+        return dims[1] == 6 and (dims[0] <= END_TO_END_MAX or bool(ultralytics_meta(model, None, "end2end")))
+
+    def check(self, shapes: Shapes, num_labels: int) -> None:
+        """The head is [1, N, 6]."""
+        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] != 6:
+            raise ModelError(f"end-to-end head must be [1, N, 6], got {list(shapes)}")
+
+    def decoder(self, model: ov.Model, meta: dict[str, Any], input_size: tuple[int, int]) -> Decoder:
+        """Boxes, score and class come decided by the model."""
+        return EndToEndDecoder()
+
+
 _TF_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+
+
+def _is_tf_detection(model: ov.Model) -> bool:
+    return len(model.outputs) >= 4 and any(
+        "num_detections" in n for o in model.outputs for n in o.get_names()
+    )
 
 
 class SsdFamily(Family):
@@ -147,7 +235,12 @@ class SsdFamily(Family):
         shapes = [o.get_partial_shape() for o in model.outputs]
         if len(shapes) == 1 and shapes[0].rank.get_length() == 4 and shapes[0][3].get_length() == 7:
             return True
-        return len(shapes) >= 4 and any("num_detections" in n for o in model.outputs for n in o.get_names())
+        return _is_tf_detection(model)
+
+    @classmethod
+    def default_input_size(cls, model: ov.Model) -> tuple[int, int] | None:
+        """TF object-detection graphs take any size; SSDLite was trained at 300x300."""
+        return (300, 300) if _is_tf_detection(model) else None
 
     def default_labels(self, model: ov.Model, path: Path) -> list[str] | None:
         """Person detectors (the OMZ SSDs) carry no labels."""

@@ -13,7 +13,8 @@ function describeModel(model) {
   if (!model) return '–';
   const size = Array.isArray(model.input_size) ? ` · ${model.input_size.join('×')}` : '';
   const labels = Array.isArray(model.labels) ? ` · ${model.labels.length} classes` : '';
-  return `${model.name}${size}${labels}`;
+  const precision = model.precision ? ` · ${String(model.precision).toUpperCase()}` : '';
+  return `${model.name}${precision}${size}${labels}`;
 }
 
 /** The device as a string, or as {selected, executing}: "GPU", "AUTO (runs on GPU.0, CPU)". */
