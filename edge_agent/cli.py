@@ -157,7 +157,7 @@ def _quantize(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the configuration, or show effective values with their sources."""
     if args.config_cmd == "default":
-        from .config_doc import render_default_toml
+        from .config.doc import render_default_toml
 
         print(render_default_toml(), end="")
         return 0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.camera_config import CameraConfig
 from edge_agent.config import effective_values, load_config
+from edge_agent.config.cameras import CameraConfig
 from edge_agent.errors import ConfigError
 from tests.support.agent import AgentProcess, edge_agent_bin, write_config
 from tests.support.cameras import PEOPLE, make_clip

@@ -162,7 +162,7 @@ def test_cli_devices_reports_choice_and_reason(default_model: Path, tmp_path: Pa
 
 
 def test_shipped_config_file_is_the_rendered_documentation() -> None:
-    from edge_agent.config_doc import render_default_toml
+    from edge_agent.config.doc import render_default_toml
 
     assert (REPO / "configs" / "config.toml").read_text() == render_default_toml(), (
         "regenerate with: edge-agent config default > configs/config.toml"

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config_events import EventsConfig
+from ..config.events import EventsConfig
 from .disk import DiskWorker
 from .hub import Event
 from .snapshots import SnapshotDir

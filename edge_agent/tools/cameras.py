@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..camera_config import CameraConfig
 from ..config import Config, load_config
+from ..config.cameras import CameraConfig
 from ..errors import ConfigError, EdgeAgentError
 from ..inference.contract import DetectParams, Result
 from ..inference.engine import Engine

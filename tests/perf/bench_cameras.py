@@ -31,7 +31,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from edge_agent.camera_config import CameraConfig  # noqa: E402
+from edge_agent.config.cameras import CameraConfig  # noqa: E402
 from edge_agent.inference.contract import Frame  # noqa: E402
 from edge_agent.observability import percentile  # noqa: E402
 from edge_agent.sources.cameras.av_reader import AvReader  # noqa: E402

@@ -18,8 +18,8 @@ import simplejpeg
 from aiohttp.test_utils import TestClient, TestServer
 
 from edge_agent.app import create_app
-from edge_agent.camera_config import CameraConfig
 from edge_agent.config import Config
+from edge_agent.config.cameras import CameraConfig
 from tests.support.streams import SseReader, loaded
 
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -10,8 +10,8 @@ from aiohttp import web
 from playwright.async_api import Browser
 
 from edge_agent.app import create_app
-from edge_agent.camera_config import CameraConfig
 from edge_agent.config import Config, LoadedConfig
+from edge_agent.config.cameras import CameraConfig
 from tests.support.cameras import PEOPLE, make_clip
 from tests.web.test_viewer_browser import TIMEOUT_MS, browser, fake_camera, open_page, screenshot_rgb
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiomqtt
 
 from ... import __version__
-from ...config_events import MqttConfig
+from ...config.events import MqttConfig
 from . import discovery
 from .outbox import Message
 from .service import MqttService

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ...config import Config
-from ...config_events import MqttConfig
+from ...config.events import MqttConfig
 from ..history import HazardHistory, event_row
 from ..hub import Event
 from ..types import DetectionsEvent, HazardEvent, SourceEvent

@@ -16,7 +16,7 @@ from typing import Any
 import av
 import av.container
 
-from ...camera_config import CameraConfig
+from ...config.cameras import CameraConfig
 from ...inference.contract import PixelFrame
 from .feed import Feed, Pacer, StreamError
 from .status import Backoff, StreamInfo

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Any
 
-from ...camera_config import CameraConfig
 from ...config import Config
+from ...config.cameras import CameraConfig
 from ...inference.contract import Frame
 from ..base import Services
 from .av_reader import AvReader

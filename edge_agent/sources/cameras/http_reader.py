@@ -12,7 +12,7 @@ import time
 import aiohttp
 from aiohttp import hdrs
 
-from ...camera_config import CameraConfig
+from ...config.cameras import CameraConfig
 from ...errors import FrameError
 from ...inference.frames import check_jpeg
 from .feed import Feed, Pacer, StreamError

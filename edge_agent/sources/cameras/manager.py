@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ...camera_config import CameraConfig
 from ...config import Config
+from ...config.cameras import CameraConfig
 from ..base import Services
 from ..registry import SessionRegistry
 from .camera import Camera

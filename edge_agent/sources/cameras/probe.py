@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ...camera_config import CameraConfig
+from ...config.cameras import CameraConfig
 from ...inference.contract import Frame, JpegFrame
 from ...inference.frames import check_jpeg
 from .av_reader import AvReader

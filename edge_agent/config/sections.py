@@ -1,27 +1,21 @@
-"""Configuration: one TOML file modelled with pydantic, plus environment overrides."""
+"""The config sections of the engine, streaming, hazards, mDNS, systemd and calibration, and `Config`."""
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from .camera_config import Cameras
-from .config_events import EventsConfig, MqttConfig
-from .errors import ConfigError
+from .base import Section as _Section
+from .cameras import Cameras
+from .events import EventsConfig, MqttConfig
+from .server import ServerConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 DEVICE_PATTERN = re.compile(r"((AUTO|MULTI|HETERO|BATCH):)?(CPU|GPU|NPU)(\.\d+)?(,(CPU|GPU|NPU)(\.\d+)?)*")
@@ -29,96 +23,6 @@ DEVICE_PATTERN = re.compile(r"((AUTO|MULTI|HETERO|BATCH):)?(CPU|GPU|NPU)(\.\d+)?
 
 # A deeper per-session queue only adds latency: the latest frame wins, older waiting frames are dropped.
 MAX_QUEUE_SIZE = 8
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ServerConfig(_Section):
-    host: str = Field("0.0.0.0", description="Address the HTTP/WebSocket server listens on.")
-    port: int = Field(
-        8080, ge=0, le=65535, description="TCP port of the HTTP/WebSocket server (0 = any free)."
-    )
-    token: str | None = Field(
-        None,
-        description="Bearer token required by WS, SSE, /v1/detect and /stream/performance (None = no token).",
-    )
-    token_file: str | None = Field(
-        None,
-        description="File holding the bearer token, read at start and reload (the .deb's unit sets /etc/edge-agent/token); `token` wins.",
-    )
-    health_requires_token: bool = Field(
-        False, description="Also require the token for /livez, /readyz, /healthz, /metrics and /v1/info."
-    )
-    metrics_token: str | None = Field(
-        None, description="A separate bearer token that may read /metrics (for a scraper)."
-    )
-    allowed_origins: list[str] = Field(
-        default_factory=list,
-        description="Browser Origins besides the agent's own allowed on the API (CORS); ['*'] = any origin.",
-    )
-    max_sessions_per_peer: int = Field(
-        4, ge=1, le=1024, description="Most WebSocket sessions one peer address may hold."
-    )
-    max_connections_per_peer: int = Field(
-        64, ge=1, le=65536, description="Most open HTTP connections (any kind) one peer address may hold."
-    )
-    first_frame_timeout: float = Field(
-        10.0, gt=0, le=3600, description="Seconds a new WebSocket session may take to send its first frame."
-    )
-    body_timeout: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="Seconds a client may take to send a request body (or request headers).",
-    )
-    shutdown_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds to drain sessions and in-flight inference on SIGTERM."
-    )
-    _file_token: str | None = PrivateAttr(None)
-
-    @field_validator("token", "metrics_token")
-    @classmethod
-    def _not_empty(cls, value: str | None) -> str | None:
-        # An empty token used to mean "auth off" while clients sending one got 401.
-        if value is not None and (not value.strip() or value != value.strip()):
-            raise ValueError("must not be empty or padded with spaces (leave it unset for no token)")
-        return value
-
-    @model_validator(mode="after")
-    def _read_token_file(self) -> ServerConfig:
-        self._file_token = None
-        if self.token_file is None or self.token is not None:  # an explicit token wins
-            return self
-        self._file_token = read_token_file(Path(self.token_file))
-        return self
-
-    @property
-    def auth_token(self) -> str | None:
-        """The bearer token in force: `token`, or the contents of `token_file`."""
-        return self.token if self.token is not None else self._file_token
-
-
-def read_token_file(path: Path) -> str:
-    """The token in a token file (surrounding whitespace ignored), or ValueError with the reason."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"token_file {path} does not exist") from None
-    except PermissionError:
-        raise ValueError(f"token_file {path}: permission denied") from None
-    except IsADirectoryError:
-        raise ValueError(f"token_file {path} is a directory") from None
-    try:
-        token = raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"token_file {path} is not ASCII text") from None
-    if not token:
-        raise ValueError(f"token_file {path} is empty")
-    if any(c.isspace() for c in token):
-        raise ValueError(f"token_file {path} must hold one token without spaces")
-    return token
 
 
 class ModelConfig(_Section):
@@ -353,169 +257,3 @@ class Config(_Section):
 
 
 # The seed guide's variables keep their meaning; everything else is EDGE_AGENT_SECTION__KEY.
-LEGACY_ENV: dict[str, tuple[str, ...]] = {
-    "OPENVINO_DEVICE": ("engine", "device"),
-    "OPENVINO_PERFORMANCE_MODE": ("engine", "performance_hint"),
-    "OPENVINO_ASYNC_INFERENCE": ("engine", "async_inference"),
-    "OPENVINO_CACHE_ENABLED": ("engine", "cache_enabled"),
-    "MODEL_PATH": ("model", "path"),
-    "CPU_THREADS_NUM": ("engine", "cpu_threads"),
-    "CPU_BIND_THREAD": ("engine", "cpu_pinning"),
-    "STREAMING_MAX_FPS": ("streaming", "max_fps"),
-    "STREAMING_DEFAULT_FPS": ("streaming", "default_fps"),
-    "STREAMING_QUEUE_SIZE": ("streaming", "queue_size"),
-    "STREAMING_SESSION_TIMEOUT": ("streaming", "session_timeout"),
-    "CONFIDENCE_THRESHOLD": ("detection", "confidence"),
-    "IOU_THRESHOLD": ("detection", "iou"),
-}
-ENV_PREFIX = "EDGE_AGENT_"
-_NOT_CONFIG_ENV = {"EDGE_AGENT_CONFIG"}
-
-
-def _env_value(raw: str) -> Any:
-    """Environment strings go to pydantic as they are (lists in TOML syntax); only the enumerated keys'
-    validators fold case, so a token or a path keeps its own."""
-    text = raw.strip()
-    if text.startswith("["):
-        try:
-            return tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            return raw
-    return raw
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
-    """Map environment variables to config key paths."""
-    found: dict[tuple[str, ...], Any] = {}
-    for name, path in LEGACY_ENV.items():
-        if name in environ:
-            found[path] = _env_value(environ[name])
-    for name, raw in environ.items():
-        if name.startswith(ENV_PREFIX) and name not in _NOT_CONFIG_ENV:
-            parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p)
-            if parts:
-                found[parts] = _env_value(raw)
-    return found
-
-
-def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for key in path[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError([(".".join(path), f"'{key}' is not a table")])
-        node = child
-    node[path[-1]] = value
-
-
-def _leaf_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths: list[tuple[str, ...]] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            paths.extend(_leaf_paths(value, (*prefix, key)))
-        else:
-            paths.append((*prefix, key))
-    return paths
-
-
-def _format_errors(exc: ValidationError, origin: dict[str, str]) -> list[tuple[str, str]]:
-    errors = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        src = origin.get(key)
-        errors.append((key, f"{msg}" + (f" (from {src})" if src else "")))
-    return errors
-
-
-class LoadedConfig(BaseModel):
-    """A validated config plus where each explicitly set value came from."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    config: Config
-    sources: dict[str, str]
-    path: Path | None
-    warnings: list[str] = []
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, turning I/O and syntax problems into ConfigError."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([("--config", f"file not found: {path}")]) from None
-    except PermissionError:
-        raise ConfigError([("--config", f"permission denied: {path}")]) from None
-    except IsADirectoryError:
-        raise ConfigError([("--config", f"is a directory, not a file: {path}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([(str(path), f"not UTF-8 text (byte {exc.start}): {exc.reason}")]) from None
-    except OSError as exc:
-        raise ConfigError([("--config", f"cannot read {path}: {exc.strerror or exc}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(path), f"invalid TOML: {exc}")]) from None
-
-
-def load_config(
-    path: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    overrides: Mapping[tuple[str, ...], Any] | None = None,
-) -> LoadedConfig:
-    """Load file (if any), then environment, then explicit overrides (e.g. CLI flags); validate once."""
-    environ = os.environ if environ is None else environ
-    data: dict[str, Any] = read_toml(path) if path is not None else {}
-    origin = {".".join(p): f"file {path}" for p in _leaf_paths(data)}
-    for key_path, value in env_overrides(environ).items():
-        _set_path(data, key_path, value)
-        env_name = next((n for n, p in LEGACY_ENV.items() if p == key_path and n in environ), None)
-        origin[".".join(key_path)] = f"env {env_name or ENV_PREFIX + '__'.join(key_path).upper()}"
-    for key_path, value in (overrides or {}).items():
-        _set_path(data, key_path, value)
-        origin[".".join(key_path)] = "command line"
-    warnings = _clamp_queue(data, origin)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
-    return LoadedConfig(config=config, sources=origin, path=path, warnings=warnings)
-
-
-def _clamp_queue(data: dict[str, Any], origin: Mapping[str, str]) -> list[str]:
-    """The seed guide recommends STREAMING_QUEUE_SIZE=25: accept it, at the depth that still means something."""
-    section = data.get("streaming")
-    raw = section.get("queue_size") if isinstance(section, dict) else None
-    try:
-        wanted = int(raw) if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
-    except ValueError:
-        return []  # pydantic reports it
-    if wanted is None or wanted <= MAX_QUEUE_SIZE:
-        return []
-    assert isinstance(section, dict)
-    section["queue_size"] = MAX_QUEUE_SIZE
-    src = origin.get("streaming.queue_size", "config")
-    return [
-        f"streaming.queue_size = {wanted} ({src}) clamped to {MAX_QUEUE_SIZE}: frames are latest-wins, a "
-        "newer frame replaces the oldest waiting one, so a deeper queue would only add latency"
-    ]
-
-
-def effective_values(loaded: LoadedConfig) -> list[tuple[str, Any, str]]:
-    """Every leaf value with its source ('default', 'file …', 'env …', 'command line')."""
-    dumped = loaded.config.model_dump(mode="json")
-    rows: list[tuple[str, Any, str]] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else k)
-            return
-        source = loaded.sources.get(prefix)
-        if source is None:
-            source = next((s for k, s in loaded.sources.items() if prefix.startswith(k + ".")), "default")
-        rows.append((prefix, node, source))
-
-    walk(dumped, "")
-    return rows

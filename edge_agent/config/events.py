@@ -6,13 +6,11 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from .base import Section as _Section
 
 _TOPIC_PREFIX = re.compile(r"[^#+\x00]+")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def default_state_dir() -> Path:

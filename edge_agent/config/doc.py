@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .camera_config import CAMERAS_EXAMPLE
-from .config import Config
+from .cameras import CAMERAS_EXAMPLE
+from .sections import Config
 
 HEADER = """\
 # Edge Agent configuration (/etc/edge-agent/config.toml).
