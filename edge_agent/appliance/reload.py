@@ -110,6 +110,8 @@ async def _apply(app: web.Application) -> str | None:
     app[APPLIANCE].lifecycle.reloads += 1
     if MQTT in app:
         app[MQTT].reconfigure()  # reconnects only when [mqtt] changed; the streams are not touched
+        for camera in {c.id for c in old.config.cameras} - {c.id for c in new.config.cameras if c.enabled}:
+            app[MQTT].forget(camera, "camera removed by reload")  # its Home Assistant entities go too
     report_config(app)
     return None
 

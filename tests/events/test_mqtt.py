@@ -278,3 +278,28 @@ async def test_a_source_gone_past_forget_sources_after_loses_its_entities(
             late.close()
     finally:
         sub.close()
+
+
+async def test_a_forgotten_source_loses_its_entities_at_once(
+    serve: Serve, broker: Broker, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    # What a reload does for a camera removed from [[cameras]] (appliance/reload.py): forget it now.
+    sub = Subscriber(broker, user=USER)
+    try:
+        client = await serve(**mqtt_overrides(broker, tmp_path))
+        service = client.app[MQTT]
+        await hazard_cycles(client, photos, 1, "cam-removed")
+        configs = await sub.until(
+            lambda ms: (
+                len([m for m in ms if "cam-removed" in m.topic and m.topic.startswith("homeassistant/")]) == 4
+            )
+        )
+        entity_topics = {
+            m.topic for m in configs if "cam-removed" in m.topic and m.topic.startswith("homeassistant/")
+        }
+        service.forget("cam-removed", "camera removed by reload")
+        service.forget("never-seen", "camera removed by reload")  # nothing to clear, nothing sent
+        await sub.until(lambda ms: entity_topics <= {m.topic for m in ms if m.payload == b""}, timeout=15)
+        assert "cam-removed" not in service.sources
+    finally:
+        sub.close()

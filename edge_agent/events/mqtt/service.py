@@ -159,19 +159,24 @@ class MqttService:
             (s, seen) for s, seen in self.sources.items() if s not in self.streaming and now - seen > after
         ]
         for source, seen in gone:
-            del self.sources[source]
-            self._seen.pop(source, None)
-            self._forgotten.add(source)
-            t = self.topics
-            topics = [t.hazard(source, r.name) for r in self.config().hazards] + [
-                t.stats(source),
-                t.snapshot(source),
-            ]
-            self._store(
-                [Message(topic, b"", True) for topic in topics]
-            )  # an empty retained message clears it
-            self.rediscover = True
-            log.info("MQTT: forgot source %s (not seen for %.0fs)", source, now - seen)
+            self.forget(source, f"not seen for {now - seen:.0f}s")
+
+    def forget(self, source: str, why: str) -> None:
+        """Remove a source's entities and retained topics (an empty retained message clears each)."""
+        if source not in self.sources:
+            return
+        del self.sources[source]
+        self._seen.pop(source, None)
+        self._forgotten.add(source)
+        t = self.topics
+        topics = [t.hazard(source, r.name) for r in self.config().hazards] + [
+            t.stats(source),
+            t.snapshot(source),
+        ]
+        self._store([Message(topic, b"", True) for topic in topics])
+        self.rediscover = True
+        self.wakeup.set()
+        log.info("MQTT: forgot source %s (%s)", source, why)
 
     def _store(self, messages: list[Message]) -> None:
         self._incoming.extend(messages)
