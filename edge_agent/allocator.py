@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
@@ -32,3 +34,37 @@ def keep_reads_on_heap() -> bool:
     if not ok:
         log.info("malloc tuning not available (not glibc): socket reads use mmap")
     return ok
+
+
+class MemoryReturn:
+    """Hands freed heap pages back to the OS (malloc_trim) a moment after peers leave, at most every `period` s.
+
+    glibc only gives back memory at the top of the heap; what many closed sessions and SSE readers freed in the
+    middle stays resident until malloc_trim releases those pages. Runs in the loop's default executor, so the
+    heap walk never blocks the event loop; a burst of closes is one trim.
+    """
+
+    def __init__(self, delay: float = 1.0, period: float = 10.0) -> None:
+        self.delay = delay
+        self.period = period
+        self.trims = 0
+        self._last = -period
+        self._pending: asyncio.TimerHandle | None = None
+        try:
+            self._trim: Any = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            self._trim = None
+
+    def soon(self) -> None:
+        """A peer left: trim once things settle (loop only)."""
+        if self._trim is None or self._pending is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = max(self.delay, self._last + self.period - loop.time())
+        self._pending = loop.call_later(wait, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._pending = None
+        self._last = loop.time()
+        self.trims += 1
+        loop.run_in_executor(None, self._trim, 0)

@@ -5,10 +5,11 @@ Both are swapped by a reload; everything reads them from here at use, never keep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .allocator import MemoryReturn
 from .config import Config, LoadedConfig
 from .errors import EngineNotRunning
 from .inference.engine import Engine
@@ -20,6 +21,7 @@ class AgentRuntime:
 
     loaded: LoadedConfig
     engine_or_none: Engine | None = None
+    memory: MemoryReturn = field(default_factory=MemoryReturn)  # freed heap back to the OS after peers leave
 
     @property
     def config(self) -> Config:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
 import pytest
+
+from edge_agent.allocator import MemoryReturn
 
 # Reads one 48 KiB frame the way asyncio does, recv(256 KiB), and prints how many mmapped blocks that
 # left behind, from glibc's own accounting (mallinfo2).
@@ -34,3 +37,19 @@ def test_socket_reads_stay_on_the_heap(mode: str, mmapped: int) -> None:
         [sys.executable, "-c", READ_ONE_FRAME, mode], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["49152", str(mmapped)]
+
+
+async def test_memory_return_trims_once_per_burst_and_not_more_often_than_its_period() -> None:
+    memory = MemoryReturn(delay=0.01, period=0.3)
+    loop = asyncio.get_running_loop()
+    for _ in range(50):  # fifty peers leave at once
+        memory.soon()
+    start = loop.time()
+    while memory.trims < 1:
+        assert loop.time() - start < 5, "no trim ran"
+        await asyncio.sleep(0.01)
+    memory.soon()  # another leaves right after: it waits for the period
+    assert memory.trims == 1
+    while memory.trims < 2:
+        await asyncio.sleep(0.01)
+    assert loop.time() - start >= 0.3 - 0.02

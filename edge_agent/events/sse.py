@@ -48,6 +48,7 @@ async def events_handler(request: web.Request) -> web.StreamResponse:
     finally:
         hub.unsubscribe(sub)
         metrics.sse_subscribers.dec()
+        app[AGENT].memory.soon()
     return resp
 
 

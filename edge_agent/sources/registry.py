@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, web
 
+from ..allocator import MemoryReturn
 from ..events import EventHub
 from ..observability import LiveStats, Metrics, SourceStats
 from .base import Source
@@ -19,8 +20,16 @@ SHUTDOWN_REASON = b"server shutting down"
 class SessionRegistry:
     """Open sources by session id; `async_close_all` ends every WebSocket (1001) and SSE stream."""
 
-    def __init__(self, max_sessions: int, hub: EventHub, metrics: Metrics, stats: LiveStats) -> None:
+    def __init__(
+        self,
+        max_sessions: int,
+        hub: EventHub,
+        metrics: Metrics,
+        stats: LiveStats,
+        memory: MemoryReturn | None = None,
+    ) -> None:
         self.max_sessions = max_sessions
+        self.memory = memory
         self.closing = False
         self._hub = hub
         self._metrics = metrics
@@ -47,6 +56,8 @@ class SessionRegistry:
         """Forget a source that ended."""
         if self._sessions.pop(session.id, None) is not None:
             self._changed()
+            if self.memory is not None:
+                self.memory.soon()
 
     def _changed(self) -> None:
         self._stats.active_sessions = len(self._sessions)

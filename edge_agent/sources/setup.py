@@ -32,7 +32,9 @@ async def sources_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup_sources(app: web.Application) -> None:
     """Create the scheduler and registry; add the WebSocket and /v1/detect routes."""
     agent, obs = app[AGENT], app[OBSERVABILITY]
-    registry = SessionRegistry(agent.config.streaming.max_sessions, app[EVENTS], obs.metrics, obs.stats)
+    registry = SessionRegistry(
+        agent.config.streaming.max_sessions, app[EVENTS], obs.metrics, obs.stats, agent.memory
+    )
     app[SOURCES] = Sources(Scheduler(lambda: agent.engine), registry)
     app.router.add_get("/stream/detection", stream_handler)
     app.router.add_post("/v1/detect", detect_handler)
