@@ -52,12 +52,15 @@ async def _cycles(port: int, photos: dict[str, bytes], cycles: int, source: str)
         async with session.ws_connect(url) as ws:
             await ws.receive_json()
             await ws.send_json({"type": "config", "fps_limit": 240})
-            await ws.receive_json()
+            while (await ws.receive_json())["type"] != "config":
+                pass  # the fps message the new limit also sends
             for _ in range(cycles):
                 for name in ("bus", "chelsea"):  # people start the person rule; the cat photo ends it
                     while True:
                         await ws.send_bytes(photos[name])
                         reply = await ws.receive_json()
+                        while reply["type"] == "fps":  # control messages are not frame replies
+                            reply = await ws.receive_json()
                         if reply["type"] == "detections":
                             break
 
