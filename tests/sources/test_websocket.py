@@ -353,3 +353,21 @@ async def test_writer_bug_closes_1011_and_others_go_on(
         assert reply["type"] == "detections"
         perf = await (await client.get("/stream/performance")).json()
         assert perf["sessions"][0]["latency_p50_ms"] > 0
+
+
+async def test_hazard_rules_keep_the_servers_thresholds_whatever_a_viewer_shows(
+    serve: Serve, photos: dict[str, bytes]
+) -> None:
+    client = await serve()
+    async with client.ws_connect("/stream/detection?client_id=site-cam") as ws:
+        await next_json(ws)
+        # A viewer shows only very confident cups: the person rule must still see the people.
+        await ws.send_json({"type": "config", "classes": ["cup"], "confidence": 0.99})
+        assert (await next_json(ws))["type"] == "config"
+        replies = []
+        for _ in range(2):  # the default person rule starts after 2 frames
+            await ws.send_bytes(photos["bus"])
+            replies.append(await next_json(ws))
+        assert all(r["type"] == "detections" and r["detections"] == [] for r in replies), replies
+        rules = {h["rule"]: h for h in replies[1]["hazards"]}
+        assert rules["person"]["active"] is True and rules["person"]["detections"] == []
