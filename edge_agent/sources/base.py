@@ -234,7 +234,7 @@ class Source:
         )
         triggered, events = self.hazards.update(judged, result.image_size, slot.frame_id, slot.frame)
         reindex(triggered, judged, shown)
-        return shown, triggered, list(events)
+        return shown, triggered, events  # a new list per frame already: no copy
 
     def _adapt(self, outcome: Outcome) -> FpsChange | None:
         """Count what the session got (processed, or dropped for backpressure) towards its next limit."""
