@@ -146,7 +146,7 @@ def _quantize(args: argparse.Namespace) -> int:
     else:
         calib, gate = jpeg_files(Path(args.images)), jpeg_files(gate_dir)
     output = Path(args.output) if args.output else None
-    result = quantize(config, args.model, calib, gate, output)
+    result = quantize(config, args.model, calib, gate, output, args.recipe)
     if result.output is None:
         raise GateFailed(f"{result.report.summary()}; the INT8 model was not written")
     print(result.report.summary())
@@ -229,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--gate-images", help="folder of held-out JPEG photos for the gate (default: the shipped ones)"
     )
     q.add_argument("--output", help="output .xml (default: <stem>-int8.xml beside the model)")
+    q.add_argument(
+        "--recipe",
+        choices=["auto", "performance", "accurate"],
+        default="auto",
+        help="auto (default): the fastest recipe that passes the gate; performance: NNCF's performance "
+        "preset; accurate: mixed preset with the detection heads in float",
+    )
     m.set_defaults(func=cmd_model)
     c = with_config(sub.add_parser("config", help="check or show the configuration"))
     c.add_argument(

@@ -102,6 +102,17 @@ class EngineConfig(_Section):
             return {"YES": True, "NO": False}.get(word, word)
         return value
 
+    inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
+        "auto",
+        description="INFERENCE_PRECISION_HINT on CPU and GPU; 'auto' = the device's own choice (bf16 on CPUs "
+        "with AMX, f32 on other CPUs, f16 on GPUs). 'f32' trades speed for the model's exact arithmetic.",
+    )
+
+    @field_validator("inference_precision", mode="before")
+    @classmethod
+    def _precision_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     cache_enabled: bool = Field(
         True, description="Cache compiled models in cache_dir so warm starts are fast."
     )

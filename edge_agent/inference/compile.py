@@ -68,9 +68,19 @@ def compile_properties(eng: EngineConfig, hint: str, device: str) -> dict[str, A
         # NUMA / HYBRID_AWARE (the legacy CPU_BIND_THREAD values) are what the plugin does by default now.
         if isinstance(eng.cpu_pinning, bool):
             props["ENABLE_CPU_PINNING"] = eng.cpu_pinning
+    if eng.inference_precision != "auto" and kind in ("CPU", "GPU"):
+        props["INFERENCE_PRECISION_HINT"] = eng.inference_precision
     if eng.num_requests and kind in ("CPU", "GPU"):
         props["PERFORMANCE_HINT_NUM_REQUESTS"] = eng.num_requests
     return props
+
+
+def compute_precision(compiled: ov.CompiledModel) -> str:
+    """The precision a compiled model computes in (bf16 for an FP32 IR on AMX CPUs), or '' if not reported."""
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+    except RuntimeError:  # AUTO/MULTI and some plugins do not report it
+        return ""
 
 
 def enable_cache(core: ov.Core, eng: EngineConfig) -> None:

@@ -15,7 +15,7 @@ import openvino as ov
 
 from ..config import Config
 from ..errors import EdgeAgentError, EngineNotRunning, InferenceError
-from .compile import compile_properties, enable_cache, resolve_hint, with_preprocessing
+from .compile import compile_properties, compute_precision, enable_cache, resolve_hint, with_preprocessing
 from .contract import Detection, DetectParams, DeviceChoice, Frame, JpegFrame, ModelInfo, Result, Timings
 from .device import async_select
 from .frames import check_jpeg
@@ -106,7 +106,8 @@ class Engine:
         self._num_outputs = len(compiled.outputs)
         self._make_slots(compiled)
         self.last_success = time.monotonic()
-        self._status(f"model {loaded.info.name} ready on {','.join(self.device.executing)}")
+        where = f"{','.join(self.device.executing)} {compute_precision(compiled)}".strip()
+        self._status(f"model {loaded.info.name} ({loaded.info.precision}) ready on {where}")
 
     def _make_slots(self, compiled: ov.CompiledModel) -> None:
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))

@@ -73,7 +73,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--images", metavar="DIR", help="send every JPEG in DIR, round-robin (default: a six-photo mix)"
     )
     p.add_argument("--image", metavar="FILE", help="send this one JPEG only")
-    p.add_argument("--model", help="IR for benchmark_app (default: the built-in model)")
+    p.add_argument("--model", help="IR for benchmark_app (default: the one the config serves)")
     p.add_argument("--device", default="CPU", help="benchmark_app device (default CPU)")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app reference")
     p.add_argument("--no-engine", action="store_true", help="skip the in-process engine reference")
@@ -130,9 +130,9 @@ def _measure(args: argparse.Namespace, counts: list[int], photos: list[Photo]) -
 def _reference(args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
     if args.no_benchmark_app:
         return
-    model = Path(args.model) if args.model else _default_model()
+    model, precision = _served_model(args)
     for hint in ("latency", "throughput"):
-        fps, median = benchmark_app(model, args.device, hint, max(5, int(args.seconds)))
+        fps, median = benchmark_app(model, args.device, hint, max(5, int(args.seconds)), precision)
         runs.setdefault(f"benchmark_app {hint}", []).append(Run(fps, median, float("nan")))
 
 
@@ -184,10 +184,14 @@ async def _rss_while_idle(served: Served, count: int) -> tuple[int, int]:
         return accepted, served.rss()
 
 
-def _default_model() -> Path:
-    from ..inference.models.loader import default_model_path
+def _served_model(args: argparse.Namespace) -> tuple[Path, str]:
+    """The IR and inference precision the bench's servers run (--model overrides the IR)."""
+    from ..config import load_config
+    from ..inference.models.loader import resolve_model_path
 
-    return default_model_path()
+    cfg = load_config(Path(args.config) if args.config else None).config
+    model = Path(args.model) if args.model else resolve_model_path(cfg.model.path, cfg.model.precision)
+    return model, cfg.engine.inference_precision
 
 
 def main(argv: list[str]) -> int:
@@ -204,6 +208,9 @@ def main(argv: list[str]) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     print(f"frames: {describe(photos)}")
+    if not args.no_benchmark_app:
+        model, precision = _served_model(args)
+        print(f"benchmark_app model: {model} (inference precision {precision})")
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
     try:
         if args.stages:

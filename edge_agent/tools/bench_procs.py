@@ -31,8 +31,10 @@ BENCH_ENV = {
 }
 
 
-def benchmark_app(model: Path, device: str, hint: str, seconds: int) -> tuple[float, float]:
-    """OpenVINO's benchmark_app on the same IR: throughput and median latency."""
+def benchmark_app(
+    model: Path, device: str, hint: str, seconds: int, precision: str = "auto"
+) -> tuple[float, float]:
+    """OpenVINO's benchmark_app on the same IR and inference precision: throughput and median latency."""
     exe = Path(sys.executable).with_name("benchmark_app")
     cmd = [
         str(exe) if exe.exists() else "benchmark_app",
@@ -44,7 +46,7 @@ def benchmark_app(model: Path, device: str, hint: str, seconds: int) -> tuple[fl
         hint,
         "-t",
         str(seconds),
-    ]
+    ] + ([] if precision == "auto" else ["-infer_precision", precision])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     fps = re.search(r"Throughput:\s+([\d.]+) FPS", out)
     median = re.search(r"Median:\s+([\d.]+) ms", out)

@@ -45,6 +45,7 @@ class GateReport:
     class_losses: dict[str, int] = field(default_factory=dict)  # FP32 detections INT8 lost, per class
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
+    recipe: str = ""  # how the candidate was quantized (quantize.RECIPES)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for rt_info and `model inspect`."""
@@ -57,6 +58,7 @@ class GateReport:
             f"{self.tolerant_f1:.3f} (FP32 kept {self.fp32_kept:.3f}, INT8 backed {self.int8_kept:.3f}), "
             f"strict F1 {self.strict_f1:.3f}, mAP@0.5 {self.map50:.3f}, detections FP32 "
             f"{self.fp32_detections} / INT8 {self.int8_detections}, class losses {self.class_losses or 'none'}"
+            + (f", recipe {self.recipe}" if self.recipe else "")
             + (f"; {'; '.join(self.reasons)}" if self.reasons else "")
         )
 
@@ -164,11 +166,16 @@ def _judge(report: GateReport) -> None:
 
 
 def detections_of(config: Config, model_path: Path, photos: list[bytes]) -> list[list[Detection]]:
-    """Each photo's detections down to FLOOR, by the real engine on CPU serving `model_path` as it is."""
+    """Each photo's detections down to FLOOR, by the real engine on CPU serving `model_path` as it is.
+
+    In f32 on both sides: the gate judges the quantization, not the build box (an AMX CPU would run the
+    FP32 reference in bf16 and the INT8 model's float layers too).
+    """
     m = config.model.model_copy(update={"path": str(model_path), "precision": "fp32"})
     eng = config.engine.model_copy(
         update={
             "device": "CPU",
+            "inference_precision": "f32",
             "cache_enabled": False,
             "max_frame_bytes": 64 << 20,
             "max_frame_pixels": 1 << 28,

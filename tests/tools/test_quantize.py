@@ -17,8 +17,10 @@ from edge_agent.config import Config
 from edge_agent.errors import ModelError
 from edge_agent.inference.contract import Detection
 from edge_agent.inference.engine import Engine
+from edge_agent.tools import gate as gate_module
 from edge_agent.tools.gate import compare
 from edge_agent.tools.model import inspect
+from edge_agent.tools.quantize import RECIPES
 from tests.conftest import encode
 from tests.inference.test_engine import BUS_COAT_MAN, iou
 from tests.support.agent import AgentProcess, NotifySocket, write_config
@@ -53,6 +55,7 @@ def test_default_model_passes_the_gate(quantized: tuple[Path, Path, str]) -> Non
     info = inspect(str(int8))
     gate = info["gate"]
     assert info["precision"] == "int8" and gate["passed"] and gate["photos"] >= 40
+    assert summary.endswith(f"recipe {gate['recipe']}") and gate["recipe"] in RECIPES
     assert gate["tolerant_f1"] >= 0.95 and all(v <= 1 for v in gate["class_losses"].values())
     assert 0 < gate["strict_f1"] <= 1 and 0 < gate["map50"] <= 1 and gate["fp32_detections"] >= 40
     assert info["labels"] == inspect(str(fp32))["labels"]  # labels and anchors travel with the INT8 model
@@ -184,3 +187,18 @@ def test_from_frames_calibrates_on_kept_frames(
     summary = capsys.readouterr().out.strip().splitlines()[-2]
     assert summary.startswith(f"gate passed on {40 + len(shots[::4])} photos"), summary
     assert inspect(str(out))["gate"]["photos"] == 40 + len(shots[::4])
+
+
+@pytest.mark.slow
+def test_a_recipe_that_fails_the_gate_falls_back_to_the_accurate_one(
+    quantized: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp32, int8, _ = quantized
+    if inspect(str(int8))["gate"]["recipe"] != "performance":
+        pytest.skip("the performance recipe did not pass here in the first place")
+    # A stricter bar than the performance recipe met: it must be refused and the accurate one judged next.
+    monkeypatch.setattr(gate_module, "MIN_F1", inspect(str(int8))["gate"]["tolerant_f1"] + 0.001)
+    out = tmp_path / "strict-int8.xml"
+    argv = ["model", "quantize", str(fp32), "--images", str(PHOTOS / "calibration"), "--output", str(out)]
+    assert cli.main(argv) == 0
+    assert inspect(str(out))["gate"]["recipe"] == "accurate"
