@@ -22,6 +22,7 @@ import openvino as ov
 
 from ..config import Config
 from ..errors import EdgeAgentError, ModelError
+from ..inference.contract import Detection
 from ..inference.frames import FrameBuffers, check_jpeg
 from ..inference.models.families import rt_text
 from ..inference.models.loader import GATE_RT_PATH, LoadedModel, int8_path, load_model
@@ -128,7 +129,6 @@ def head_scope(model: ov.Model) -> list[str]:
 class Recipe:
     """One way to quantize: an NNCF preset, and whether the detection heads stay in float."""
 
-    name: str
     preset: str  # nncf.QuantizationPreset member
     keep_heads: bool
 
@@ -138,8 +138,8 @@ class Recipe:
 # compensation, 1.28x on AMX where MIXED is 1.03x, and 1.69x vs 1.63x with the CPU capped to AVX2;
 # MIXED with the heads in float is the most accurate (tolerant F1 0.989 vs 0.967).
 RECIPES = {
-    "performance": Recipe("performance", "PERFORMANCE", keep_heads=False),
-    "accurate": Recipe("accurate", "MIXED", keep_heads=True),
+    "performance": Recipe("PERFORMANCE", keep_heads=False),
+    "accurate": Recipe("MIXED", keep_heads=True),
 }
 
 
@@ -202,13 +202,14 @@ def quantize(
     calibration = list(model_inputs(loaded, read_jpegs(calib_files), augment=True))
     log.info("calibrating on %d images (%d samples)", len(calib_files), len(calibration))
     photos = read_jpegs(gate_files)
-    for candidate in list(RECIPES.values()) if recipe == "auto" else [RECIPES[recipe]]:
-        quantized = quantize_model(loaded, calibration, candidate)
+    reference = detections_of(config, fp32_path, photos)  # the same for every recipe
+    for name in RECIPES if recipe == "auto" else [recipe]:
+        quantized = quantize_model(loaded, calibration, RECIPES[name])
         quantized.set_rt_info(json.dumps(_source_meta(loaded)), ["edge_agent", "meta"])
-        report = gate(config, fp32_path, quantized, target, photos, loaded.info.labels, candidate.name)
+        report = gate(config, reference, quantized, target, photos, loaded.info.labels, name)
         if report.passed or report.photos < MIN_GATE_PHOTOS:  # too few photos fail every recipe
             break
-        log.info("recipe %s: %s", candidate.name, report.summary())
+        log.info("recipe %s: %s", name, report.summary())
     return QuantizeResult(target if report.passed else None, report)
 
 
@@ -222,19 +223,20 @@ def _source_meta(loaded: LoadedModel) -> dict[str, Any]:
 
 def gate(
     config: Config,
-    fp32_path: Path,
+    reference: list[list[Detection]],
     quantized: ov.Model,
     target: Path,
     photos: list[bytes],
     labels: tuple[str, ...],
     recipe: str = "",
 ) -> GateReport:
-    """Save the candidate beside the target, run both models on the photos, keep it only if it passes."""
+    """Save the candidate beside the target, run it on the photos against the FP32 model's detections
+    (`reference`, from detections_of), keep it only if it passes."""
     tmp = target.with_name(f".{target.stem}.candidate.xml")
     ov.save_model(quantized, tmp)
     try:
         report = compare(
-            detections_of(config, fp32_path, photos),
+            reference,
             detections_of(config, tmp, photos),
             config.detection.confidence,
             labels,
